@@ -1,0 +1,48 @@
+"""The registry of vpt_gym environment ids (``gymnasium.make("vpt/...")``).
+
+Importing this module only registers ids (entry points are strings: nothing heavy is imported).
+Each id is a preset of components composed by :class:`vpt_gym.envs.task_design.TaskDesignEnv`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+
+ENV_IDS: dict[str, dict[str, str]] = {
+    "vpt/Toy-Alignment-v0": {
+        "entry_point": "vpt_gym.envs.toy:make_toy_env",
+        "learner": "closed-form point in R^8, SGD",
+        "tasks": "Discrete(5): mixture (standard) | source_0..source_3 (drifting alignment)",
+        "reward": "alignment (eta g_down.g_pre, analytic feedback)",
+    },
+    "vpt/LM-SoftTargets-v0": {
+        "entry_point": "vpt_gym.envs.lm:make_soft_targets_env",
+        "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
+        "tasks": "Discrete(7): one_hot (standard) | uniform top-64 smoothing | self top-64 distillation, alpha in {0.1, 0.25, 0.5}",
+        "reward": "alignment with GSM8K solution-NLL feedback",
+    },
+    "vpt/LM-SoftTargetsContinuous-v0": {
+        "entry_point": "vpt_gym.envs.lm:make_soft_targets_continuous_env",
+        "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
+        "tasks": "Box([-1,1]^2) -> self top-64 distillation gate alpha in [0, 0.5], temperature in [0.25, 4]",
+        "reward": "alignment with GSM8K solution-NLL feedback",
+    },
+}
+"""Registered ids with a one-line description of learner, task menu and reward (``vpt-gym list``)."""
+
+
+def register_envs() -> None:
+    """Register every id of :data:`ENV_IDS` with Gymnasium (idempotent)."""
+    for env_id, spec in ENV_IDS.items():
+        if env_id not in gymnasium.registry:
+            gymnasium.register(id=env_id, entry_point=spec["entry_point"], disable_env_checker=False)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TaskDesignEnv":
+        from vpt_gym.envs.task_design import TaskDesignEnv
+
+        return TaskDesignEnv
+    raise AttributeError(name)

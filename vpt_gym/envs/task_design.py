@@ -1,0 +1,420 @@
+"""The one Gymnasium environment class: continued pretraining as an MDP whose actions pick the task."""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from vpt_gym.budget import Budget, Ledger
+from vpt_gym.core import FeedbackSet, Learner, PretrainStream, Task, TaskSpace
+from vpt_gym.value import GradientStats, UpdateOutcome, ValueEstimator, gradient_stats, make_value_estimator
+
+LOSS_CAP = 1.0e3
+"""Upper bound of the loss features of the observation (nats per token or the learner's loss unit)."""
+LOG10_NORM_RANGE = (-30.0, 30.0)
+"""Bounds of log10 gradient norms in the observation; a zero norm reads as the lower bound."""
+VALUE_CAP = 1.0e6
+"""Bound of the per-task last value (same scale as the ``alignment`` reward)."""
+
+BASE_FEATURES: tuple[tuple[str, float, float], ...] = (
+    ("budget_remaining", 0.0, 1.0),
+    ("ema_pretrain_loss", 0.0, LOSS_CAP),
+    ("ema_feedback_loss", 0.0, LOSS_CAP),
+    ("ema_log10_g_pre_norm", *LOG10_NORM_RANGE),
+    ("log10_g_down_norm", *LOG10_NORM_RANGE),
+    ("ema_cosine", -1.0, 1.0),
+)
+
+
+def _log10(x: float) -> float:
+    return float(np.clip(np.log10(x), *LOG10_NORM_RANGE)) if x > 0 and np.isfinite(x) else LOG10_NORM_RANGE[0]
+
+
+def _generators(seed: int, count: int) -> list[torch.Generator]:
+    """``count`` independent CPU ``torch.Generator`` objects spawned from one ``SeedSequence(seed)``."""
+    gens = []
+    for child in np.random.SeedSequence(seed).spawn(count):
+        g = torch.Generator(device="cpu")
+        g.manual_seed(int(child.generate_state(1, dtype=np.uint64)[0]))
+        gens.append(g)
+    return gens
+
+
+class TaskDesignEnv(gym.Env):
+    """Continued pretraining as an MDP: each action picks the pretraining task of the next learner update(s).
+
+    Description:
+        An episode is one continued-pretraining run of the learner from its base checkpoint theta_0 for a
+        fixed budget of learner updates T. Each decision the agent (the task designer) picks a task; the
+        learner takes ``updates_per_decision`` optimizer steps on that task's self-supervised loss. The
+        learner never receives the downstream gradient; the designer is rewarded for aligning the
+        pretraining gradient g_pre with the feedback gradient g_down (V-Pretraining, arXiv 2601.22108).
+
+    Action Space:
+        ``task_space.action_space``: ``Discrete(K)`` over the named menu ``task_names`` (index
+        ``standard_action`` is the standard task), or a bounded ``Box`` parameterizing the task. An action
+        outside the space raises ``ValueError`` before any update. An action inside the space that
+        ``action_masks()`` masks runs the standard task and sets ``info["masked_action"] = True``.
+
+    Observation Space:
+        ``Box(float32)`` of size 6 + 2K + D (K = menu size, 1 for a ``Box`` action space; D = batch
+        descriptors), names in ``observation_names``:
+
+        | index       | feature                              | range            | unit                    |
+        |-------------|--------------------------------------|------------------|-------------------------|
+        | 0           | budget remaining (fraction of T)     | [0, 1]           | -                       |
+        | 1           | EMA of the pretraining loss          | [0, 1e3]         | learner loss unit       |
+        | 2           | EMA of the feedback loss L_down      | [0, 1e3]         | feedback loss unit      |
+        | 3           | EMA of log10 ‖g_pre,S‖               | [-30, 30]        | log10                   |
+        | 4           | log10 ‖g_down,S‖ (current g_down)    | [-30, 30]        | log10                   |
+        | 5           | EMA of cos(g_down,S, g_pre,S)        | [-1, 1]          | -                       |
+        | 6..6+K      | last value eta*g_down.g_pre per task | [-1e6, 1e6]      | feedback loss unit      |
+        | 6+K..6+2K   | selection frequency per task         | [0, 1]           | fraction of updates     |
+        | 6+2K..      | descriptors of the next batch        | task_space bounds| see ``task_space``      |
+
+        EMAs use decay ``ema_decay`` and start at the first measurement. Descriptors describe the batch the
+        next update will use (sampled, and its forward run, before the observation is returned).
+
+    Reward:
+        The named ``ValueEstimator`` (``reward``): ``alignment`` (default, eta * g_down,S . g_pre,S),
+        ``cosine``, ``value_gain``, ``metric_gain`` or ``advantage``, summed over the decision's updates.
+        Finite, clipped to [-1e6, 1e6]; ``divergence_penalty`` on divergence.
+
+    Episode End:
+        ``terminated=True`` when the budget of learner updates is exhausted (the remaining fraction is
+        observed, so this is part of the task; Pardo et al. 2018), or when a loss or gradient is non-finite
+        (``info["diverged"] = True``, reward ``divergence_penalty``, the bad update is not applied).
+        ``truncated`` is always False here; it comes only from outside limits (e.g. a ``TimeLimit``
+        wrapper). At episode end ``info["eval"]`` holds the held-out metrics of the eval split.
+
+    Budget:
+        ``budget.learner_updates`` learner updates per episode; ``info["ledger"]`` counts learner updates,
+        learner / feedback / look-ahead forward and backward passes, examples and tokens.
+
+    Arguments:
+        learner: the :class:`~vpt_gym.core.Learner` (owns theta_0 snapshot, optimizer, subset S).
+        task_space: the :class:`~vpt_gym.core.TaskSpace` (menu, losses, batch descriptors).
+        stream: the unlabeled :class:`~vpt_gym.core.PretrainStream`.
+        feedback: the :class:`~vpt_gym.core.FeedbackSet` (feedback and disjoint eval split).
+        budget: the :class:`~vpt_gym.budget.Budget` (T, updates per decision, feedback period).
+        reward: a value-estimator name or object.
+        ema_decay: decay of the observation EMAs, in [0, 1).
+        divergence_penalty: reward on divergence, finite.
+        evaluate_at_end: run the eval split at episode end (``info["eval"]``).
+
+    Version History:
+        v0: initial release.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        *,
+        learner: Learner,
+        task_space: TaskSpace,
+        stream: PretrainStream,
+        feedback: FeedbackSet,
+        budget: Budget,
+        reward: str | ValueEstimator = "alignment",
+        ema_decay: float = 0.9,
+        divergence_penalty: float = -1.0,
+        evaluate_at_end: bool = True,
+    ) -> None:
+        if not isinstance(budget, Budget):
+            raise ValueError(f"budget must be a vpt_gym.budget.Budget, got {budget!r}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+        if not np.isfinite(divergence_penalty) or abs(divergence_penalty) > VALUE_CAP:
+            raise ValueError(f"divergence_penalty must be finite and within +-{VALUE_CAP}, got {divergence_penalty!r}")
+        self.learner = learner
+        self.task_space = task_space
+        self.stream = stream
+        self.feedback = feedback
+        self.budget = budget
+        self.value_estimator = make_value_estimator(reward)
+        self.ema_decay = float(ema_decay)
+        self.divergence_penalty = float(divergence_penalty)
+        self.evaluate_at_end = bool(evaluate_at_end)
+
+        self.action_space = task_space.action_space
+        self._discrete = isinstance(self.action_space, spaces.Discrete)
+        self.num_menu = len(task_space.tasks) if self._discrete else 1
+        self.standard_action = task_space.standard_action
+        self._standard_task = task_space.task(task_space.standard_action)
+        k = self.num_menu
+        names = [n for n, _, _ in BASE_FEATURES]
+        low = [lo for _, lo, _ in BASE_FEATURES]
+        high = [hi for _, _, hi in BASE_FEATURES]
+        menu = self.task_names if self._discrete else ["continuous"]
+        names += [f"last_value[{t}]" for t in menu] + [f"frequency[{t}]" for t in menu]
+        low += [-VALUE_CAP] * k + [0.0] * k
+        high += [VALUE_CAP] * k + [1.0] * k
+        names += [f"batch.{d}" for d in task_space.descriptor_names]
+        low += list(np.asarray(task_space.descriptor_low, dtype=np.float64))
+        high += list(np.asarray(task_space.descriptor_high, dtype=np.float64))
+        self.observation_names: tuple[str, ...] = tuple(names)
+        self._obs_low = np.asarray(low, dtype=np.float32)
+        self._obs_high = np.asarray(high, dtype=np.float32)
+        self.observation_space = spaces.Box(self._obs_low, self._obs_high, dtype=np.float32)
+        self._ready = False
+
+    # ----------------------------------------------------------------------------------------- properties
+    @property
+    def task_names(self) -> list[str]:
+        """Names of the task menu, index = discrete action."""
+        return [t.name for t in self.task_space.tasks]
+
+    @property
+    def ledger(self) -> Ledger:
+        """The current episode's ledger (a live object; copy with ``as_dict()``)."""
+        return self._ledger
+
+    @property
+    def g_down(self) -> list[torch.Tensor]:
+        """The cached feedback gradient on S: list of tensors [*param_shape_i], learner dtype and device."""
+        return self._g_down
+
+    def action_masks(self) -> np.ndarray:
+        """Valid-action mask, shape [K], bool (all True unless the task space masks some tasks)."""
+        masks = getattr(self.task_space, "action_masks", None)
+        if masks is None:
+            return np.ones(self.num_menu, dtype=bool)
+        return np.asarray(masks(), dtype=bool)
+
+    # --------------------------------------------------------------------------------------------- reset
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """Restore theta_0 and the optimizer bit-for-bit and start a new episode.
+
+        Args:
+            seed: episode seed; one ``numpy.random.SeedSequence(seed)`` is spawned into learner, task,
+                data-order and feedback generators. ``None`` draws the episode seed from the env's
+                ``np_random`` (itself seeded by the last ``reset(seed=...)``).
+            options: unused.
+
+        Returns:
+            (observation [obs_dim] float32, info dict with ``ledger``, ``feedback_source``, ``episode_seed``).
+        """
+        super().reset(seed=seed)
+        episode_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**63 - 1))
+        g_learner, g_tasks, g_data, g_feedback = _generators(episode_seed, 4)
+        self.learner.reset(g_learner)
+        task_reset = getattr(self.task_space, "reset", None)
+        if task_reset is not None:
+            task_reset(g_tasks)
+        self.stream.reset(g_data)
+        self.feedback.reset(g_feedback)
+
+        self._ledger = Ledger()
+        self._decisions = 0
+        self._episode_seed = episode_seed
+        self._counts = np.zeros(self.num_menu, dtype=np.int64)
+        self._last_value = np.zeros(self.num_menu, dtype=np.float64)
+        self._ema_pre: float | None = None
+        self._ema_log_g_pre: float | None = None
+        self._ema_cos: float | None = None
+        self._ema_fb: float | None = None
+        self._g_down_norm = 0.0
+        self._done = False
+
+        est = self.value_estimator
+        self._diverged = not self._refresh_feedback()
+        if est.needs_probe_loss:
+            self._probe_loss = self._measure_probe_loss()
+        if est.needs_probe_metric:
+            self._probe_metric = self._measure_probe_metric()
+        self._prepare_next()
+        self._ready = True
+        info = {
+            "learner_updates": 0,
+            "ledger": self._ledger.as_dict(),
+            "feedback_source": str(self.feedback.source),
+            "episode_seed": episode_seed,
+        }
+        return self._observation(), info
+
+    # ---------------------------------------------------------------------------------------------- step
+    def _resolve_action(self, action: Any) -> tuple[Any, bool]:
+        space = self.action_space
+        if self._discrete:
+            a = np.asarray(action)
+            if a.shape not in ((), (1,)) or not np.issubdtype(a.dtype, np.integer):
+                raise ValueError(f"action {action!r} is not an integer of the action space {space}")
+            a = int(a.reshape(()))
+            if not space.contains(a):
+                raise ValueError(f"action {action!r} is outside the action space {space} (accepted: 0..{space.n - 1})")
+            masked = not bool(self.action_masks()[a])
+            return (self.standard_action if masked else a), masked
+        try:
+            a = np.asarray(action, dtype=space.dtype)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"action {action!r} is not an array of the action space {space}") from exc
+        if a.shape != space.shape or not np.all(np.isfinite(a)) or not space.contains(a):
+            raise ValueError(f"action {action!r} is outside the action space {space} (low={space.low}, high={space.high})")
+        return a, False
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Run ``updates_per_decision`` learner updates on the task the action picks.
+
+        Args:
+            action: an element of ``action_space``.
+
+        Returns:
+            (observation, reward, terminated, truncated, info) — see the class docstring.
+
+        Raises:
+            ValueError: the action is outside ``action_space`` (raised before any update).
+            RuntimeError: ``step`` before ``reset`` or after the episode ended.
+        """
+        action, masked = self._resolve_action(action)
+        if not self._ready or self._done:
+            raise RuntimeError("call reset() before step(): the episode has not started or has ended")
+        task = self.task_space.task(action)
+        k = self.task_space.menu_index(action)
+        est = self.value_estimator
+        lr = float(self.learner.lr)
+        reward = 0.0
+        losses: list[float] = []
+        cosines: list[float] = []
+        alignment = 0.0
+        diverged = self._diverged
+        for _ in range(self.budget.updates_per_decision):
+            if diverged:
+                break
+            batch, outputs = self._batch, self._outputs
+            loss = self.task_space.loss(batch, outputs, task)
+            std_alignment = None
+            if est.needs_standard_gradient:
+                std_loss = self.task_space.loss(batch, outputs, self._standard_task)
+                g_std = self.learner.subset_gradient(std_loss, retain_graph=True)
+                self._ledger.lookahead_backward += 1
+                std_alignment = gradient_stats(self._g_down, g_std, lr).alignment
+            g_pre = self.learner.backward(loss)
+            self._ledger.learner_backward += 1
+            stats = gradient_stats(self._g_down, g_pre, lr)
+            loss_value = float(loss.detach())
+            if not (np.isfinite(loss_value) and np.isfinite(stats.g_pre_norm) and np.isfinite(stats.dot)):
+                diverged = True
+                break
+            self.learner.apply_update()
+            self._ledger.learner_updates += 1
+            self._ledger.examples += int(batch.num_examples)
+            self._ledger.tokens += int(batch.num_tokens)
+            outcome = self._outcome(stats, std_alignment)
+            reward += est.reward(outcome)
+            losses.append(loss_value)
+            cosines.append(stats.cosine)
+            alignment += stats.alignment
+            self._record(k, loss_value, stats)
+            if self._ledger.learner_updates < self.budget.learner_updates:
+                self._prepare_next()
+        self._decisions += 1
+        if not diverged and self._decisions % self.budget.feedback_period == 0 and not self._budget_spent():
+            diverged = not self._refresh_feedback()
+        if diverged:
+            reward = self.divergence_penalty
+        self._diverged = diverged
+        terminated = bool(diverged or self._budget_spent())
+        self._done = terminated
+        info: dict[str, Any] = {
+            "learner_updates": int(self._ledger.learner_updates),
+            "decision": int(self._decisions),
+            "task": task.name,
+            "masked_action": bool(masked),
+            "diverged": bool(diverged),
+            "pretrain_loss": float(np.mean(losses)) if losses else float("nan"),
+            "feedback_loss": float(self._feedback_loss),
+            "alignment": float(alignment),
+            "cosine": float(np.mean(cosines)) if cosines else 0.0,
+            "ledger": self._ledger.as_dict(),
+        }
+        if terminated and self.evaluate_at_end:
+            with torch.no_grad():
+                info["eval"] = {k2: float(v) for k2, v in self.feedback.evaluate(self.learner).items()}
+        return self._observation(), float(reward), terminated, False, info
+
+    # ------------------------------------------------------------------------------------------ internals
+    def _budget_spent(self) -> bool:
+        return self._ledger.learner_updates >= self.budget.learner_updates
+
+    def _prepare_next(self) -> None:
+        """Sample the next pretraining batch and run its forward (reused by the next update)."""
+        self._batch = self.stream.next_batch()
+        self._outputs = self.learner.forward(self._batch)
+        self._ledger.learner_forward += 1
+        self._descriptors = np.asarray(self.task_space.describe(self._batch, self._outputs), dtype=np.float64)
+
+    def _refresh_feedback(self) -> bool:
+        """Recompute g_down on a fresh feedback batch; False when it is non-finite."""
+        batch = self.feedback.sample_batch()
+        loss = self.feedback.loss(self.learner, batch)
+        self._g_down = [g.detach() for g in self.learner.subset_gradient(loss)]
+        self._ledger.feedback_forward += 1
+        self._ledger.feedback_backward += 1
+        self._feedback_loss = float(loss.detach())
+        stats = gradient_stats(self._g_down, self._g_down, 1.0)
+        self._g_down_norm = stats.g_down_norm
+        if not (np.isfinite(self._feedback_loss) and np.isfinite(self._g_down_norm)):
+            return False
+        d = self.ema_decay
+        self._ema_fb = self._feedback_loss if self._ema_fb is None else d * self._ema_fb + (1 - d) * self._feedback_loss
+        return True
+
+    def _measure_probe_loss(self) -> float:
+        with torch.no_grad():
+            value = float(self.feedback.loss(self.learner, self.feedback.probe_batch()))
+        self._ledger.feedback_forward += 1
+        return value
+
+    def _measure_probe_metric(self) -> float:
+        with torch.no_grad():
+            value = float(self.feedback.metric(self.learner, self.feedback.probe_batch()))
+        self._ledger.feedback_forward += 1
+        return value
+
+    def _outcome(self, stats: GradientStats, std_alignment: float | None) -> UpdateOutcome:
+        est = self.value_estimator
+        before_loss = after_loss = before_metric = after_metric = None
+        if est.needs_probe_loss:
+            before_loss, after_loss = self._probe_loss, self._measure_probe_loss()
+            self._probe_loss = after_loss
+        if est.needs_probe_metric:
+            before_metric, after_metric = self._probe_metric, self._measure_probe_metric()
+            self._probe_metric = after_metric
+        return UpdateOutcome(
+            stats=stats,
+            probe_loss_before=before_loss,
+            probe_loss_after=after_loss,
+            metric_before=before_metric,
+            metric_after=after_metric,
+            standard_alignment=std_alignment,
+        )
+
+    def _record(self, k: int, loss_value: float, stats: GradientStats) -> None:
+        d = self.ema_decay
+        self._counts[k] += 1
+        self._last_value[k] = stats.alignment
+        log_norm = _log10(stats.g_pre_norm)
+        self._ema_pre = loss_value if self._ema_pre is None else d * self._ema_pre + (1 - d) * loss_value
+        self._ema_log_g_pre = log_norm if self._ema_log_g_pre is None else d * self._ema_log_g_pre + (1 - d) * log_norm
+        self._ema_cos = stats.cosine if self._ema_cos is None else d * self._ema_cos + (1 - d) * stats.cosine
+
+    def _observation(self) -> np.ndarray:
+        k = self.num_menu
+        updates = self._ledger.learner_updates
+        base = [
+            1.0 - updates / self.budget.learner_updates,
+            self._ema_pre if self._ema_pre is not None else 0.0,
+            self._ema_fb if self._ema_fb is not None else 0.0,
+            self._ema_log_g_pre if self._ema_log_g_pre is not None else LOG10_NORM_RANGE[0],
+            _log10(self._g_down_norm),
+            self._ema_cos if self._ema_cos is not None else 0.0,
+        ]
+        freq = self._counts / updates if updates else np.zeros(k)
+        obs = np.concatenate([np.asarray(base, dtype=np.float64), self._last_value, freq, self._descriptors])
+        obs = np.nan_to_num(obs, nan=0.0, posinf=VALUE_CAP, neginf=-VALUE_CAP)
+        return np.clip(obs, self._obs_low, self._obs_high).astype(np.float32)
