@@ -1,0 +1,257 @@
+"""``vpt/LM-SoftTargets-v0`` (and its continuous variant): soft next-token targets steered by GSM8K feedback.
+
+Presets are plain functions of a size name (:data:`LM_PRESETS`): ``tiny`` (~0.1 M params; tests, seconds),
+``small`` (~1.6 M; CPU benchmarks, minutes) and ``paper`` (any ``AutoModelForCausalLM`` by path or hub id;
+GPU). Data: GSM8K from ``data`` / ``$VPT_GYM_DATA`` (else the hub when online, else the embedded
+reasoning-gym ``gsm_symbolic`` default), general prose from tinyshakespeare (else Python's pydoc topics).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vpt_gym.budget import Budget
+from vpt_gym.envs.task_design import TaskDesignEnv
+from vpt_gym.lm.corpus import (
+    EOS_TOKEN,
+    build_tokenizer,
+    load_general_text,
+    load_math_corpus,
+    problem_texts,
+    resolve_data_dir,
+)
+from vpt_gym.lm.feedback import GSM8KFeedback
+from vpt_gym.lm.model import (
+    BaseModelConfig,
+    cache_dir,
+    load_or_pretrain_base,
+    make_lm_learner,
+    resolve_device,
+)
+from vpt_gym.lm.soft_targets import SoftTargetTaskSpace
+from vpt_gym.lm.stream import TokenStream, tokenize_text
+from vpt_gym.value import make_value_estimator
+
+
+@dataclass(frozen=True, kw_only=True)
+class LMPreset:
+    """A size preset of the LM envs.
+
+    Attributes:
+        base: architecture and base pretraining (None for ``paper``: the model is loaded by path/id).
+        batch_size / seq_len: pretraining rows per update and tokens per row.
+        lr: continued-pretraining AdamW learning rate eta.
+        budget: default learner updates per episode.
+        feedback_batch_size / probe_size: feedback examples per g_down refresh / in the probe batch.
+        eval_items / max_new_tokens: GSM8K test items and decoding length of the end-of-episode eval.
+        dtype: learner dtype on CUDA (CPU always uses float32).
+    """
+
+    base: BaseModelConfig | None
+    batch_size: int
+    seq_len: int
+    lr: float
+    budget: int
+    feedback_batch_size: int
+    probe_size: int
+    eval_items: int
+    max_new_tokens: int
+    dtype: str = "float32"
+
+
+LM_PRESETS: dict[str, LMPreset] = {
+    "tiny": LMPreset(
+        base=BaseModelConfig(vocab_size=512, context_length=128, n_embd=48, n_layer=2, n_head=2,
+                             base_steps=150, base_batch_size=16, base_seq_len=64),
+        batch_size=8, seq_len=64, lr=1e-3, budget=16, feedback_batch_size=4, probe_size=4, eval_items=8,
+        max_new_tokens=24,
+    ),
+    "small": LMPreset(
+        base=BaseModelConfig(vocab_size=2048, context_length=256, n_embd=128, n_layer=4, n_head=4,
+                             base_steps=800, base_batch_size=16, base_seq_len=128),
+        batch_size=16, seq_len=128, lr=1e-3, budget=200, feedback_batch_size=16, probe_size=16, eval_items=64,
+        max_new_tokens=128,
+    ),
+    "paper": LMPreset(
+        base=None, batch_size=8, seq_len=512, lr=1e-5, budget=1000, feedback_batch_size=16, probe_size=16,
+        eval_items=256, max_new_tokens=256, dtype="bfloat16",
+    ),
+}
+"""Size presets: ``tiny`` (tests), ``small`` (CPU benchmarks), ``paper`` (GPU, real checkpoint)."""
+
+
+@functools.lru_cache(maxsize=4)
+def _resources(size: str, data_dir: Path | None, cache: Path, feedback_size: int, split_seed: int):
+    """Corpus, tokenizer, token streams and base weights of a preset; cached per process (read-only)."""
+    preset = LM_PRESETS[size]
+    corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
+    general, general_source = load_general_text(data_dir)
+    math_texts = problem_texts(corpus.unlabeled)
+    general_chunks = [general[i : i + 2000] for i in range(0, len(general), 2000)]
+    assert preset.base is not None
+    tokenizer = build_tokenizer(general_chunks + math_texts, vocab_size=preset.base.vocab_size, cache_dir=cache)
+    eos = tokenizer.token_to_id(EOS_TOKEN)
+    domains = {"math": tokenize_text(tokenizer, math_texts, eos), "general": tokenize_text(tokenizer, general_chunks, eos)}
+    base = load_or_pretrain_base(preset.base, tokenizer.to_str(), domains["general"], cache)
+    state = {k: v.detach().clone() for k, v in base.state_dict().items()}
+    return corpus, general_source, tokenizer, domains, state
+
+
+def _check_choice(name: str, value: Any, accepted) -> None:
+    if value not in accepted:
+        raise ValueError(f"{name}={value!r} is not accepted; choose one of {sorted(accepted)}")
+
+
+def _make_lm_env(
+    *,
+    continuous: bool,
+    size: str = "tiny",
+    data: str | Path | None = None,
+    budget: int | None = None,
+    reward: str = "alignment",
+    updates_per_decision: int = 1,
+    feedback_period: int = 8,
+    device: str = "auto",
+    dtype: str | None = None,
+    alignment: str | int = "last2",
+    lr: float | None = None,
+    math_fraction: float = 0.5,
+    feedback_size: int = 1024,
+    split_seed: int = 0,
+    eval_items: int | None = None,
+    max_new_tokens: int | None = None,
+    top_k: int = 64,
+    alphas: tuple[float, ...] = (0.1, 0.25, 0.5),
+    temperatures: tuple[float, ...] = (1.0,),
+    alpha_max: float = 0.5,
+    model: str | None = None,
+    cache: str | Path | None = None,
+) -> TaskDesignEnv:
+    _check_choice("size", size, LM_PRESETS)
+    preset = LM_PRESETS[size]
+    budget_obj = Budget(learner_updates=preset.budget if budget is None else budget,
+                        updates_per_decision=updates_per_decision, feedback_period=feedback_period)
+    make_value_estimator(reward)  # validate the name before any work
+    if not 0.0 <= math_fraction <= 1.0:
+        raise ValueError(f"math_fraction must be in [0, 1], got {math_fraction}")
+    if lr is not None and not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    dev = resolve_device(device)
+    chosen_dtype = dtype or (preset.dtype if dev.type == "cuda" else "float32")
+    _check_choice("dtype", chosen_dtype, {"float32", "bfloat16"})
+    data_dir = resolve_data_dir(data)
+    folder = cache_dir(cache)
+    if size == "paper":
+        return _make_paper_env(continuous=continuous, preset=preset, model=model, data_dir=data_dir,
+                               budget=budget_obj, reward=reward, device=dev, dtype=chosen_dtype,
+                               alignment=alignment, lr=lr, math_fraction=math_fraction,
+                               feedback_size=feedback_size, split_seed=split_seed, eval_items=eval_items,
+                               max_new_tokens=max_new_tokens, top_k=top_k, alphas=alphas,
+                               temperatures=temperatures, alpha_max=alpha_max)
+    if model is not None:
+        raise ValueError(f"model={model!r} is only used by size='paper'; tiny/small build their own base")
+    corpus, general_source, tokenizer, domains, state = _resources(size, data_dir, folder, feedback_size, split_seed)
+    from vpt_gym.lm.model import build_gpt2
+
+    assert preset.base is not None
+    net = build_gpt2(preset.base)
+    net.load_state_dict(state)
+    learner = make_lm_learner(net, lr=lr or preset.lr, alignment=alignment, device=dev, dtype=chosen_dtype)
+    task_space = SoftTargetTaskSpace(vocab_size=preset.base.vocab_size, domain_names=tuple(domains),
+                                     top_k=top_k, alphas=alphas, temperatures=temperatures, alpha_max=alpha_max,
+                                     continuous=continuous)
+    stream = TokenStream(domains, {"math": math_fraction, "general": 1.0 - math_fraction},
+                         batch_size=preset.batch_size, seq_len=preset.seq_len)
+    feedback = GSM8KFeedback(
+        feedback=corpus.feedback, eval=corpus.eval, tokenizer=tokenizer, context_length=preset.base.context_length,
+        batch_size=preset.feedback_batch_size, probe_size=preset.probe_size,
+        eval_items=min(eval_items or preset.eval_items, len(corpus.eval)),
+        max_new_tokens=max_new_tokens or preset.max_new_tokens, source=corpus.source,
+    )
+    env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
+                        reward=reward)
+    env.data_sources = {"math": corpus.source, "general": general_source}
+    return env
+
+
+def _make_paper_env(*, continuous: bool, preset: LMPreset, model: str | None, data_dir: Path | None, budget: Budget,
+                    reward: str, device: torch.device, dtype: str, alignment, lr, math_fraction, feedback_size,
+                    split_seed, eval_items, max_new_tokens, top_k, alphas, temperatures, alpha_max) -> TaskDesignEnv:
+    """The ``paper`` preset: a real checkpoint (``AutoModelForCausalLM.from_pretrained(model)``) and its tokenizer."""
+    if not model:
+        raise ValueError("size='paper' needs model=<local path or hub id>, e.g. a Qwen2.5-0.5B checkpoint folder")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf_tok = AutoTokenizer.from_pretrained(model)
+    tokenizer = hf_tok.backend_tokenizer
+    eos = hf_tok.eos_token_id
+    if eos is None:
+        raise ValueError(f"tokenizer of {model!r} has no eos token")
+    net = AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32)
+    corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
+    general, general_source = load_general_text(data_dir)
+    chunks = [general[i : i + 2000] for i in range(0, len(general), 2000)]
+    domains = {"math": tokenize_text(tokenizer, problem_texts(corpus.unlabeled), eos),
+               "general": tokenize_text(tokenizer, chunks, eos)}
+    context = min(int(getattr(net.config, "max_position_embeddings", 2048)), 2048)
+    learner = make_lm_learner(net, lr=lr or preset.lr, alignment=alignment, device=device, dtype=dtype)
+    task_space = SoftTargetTaskSpace(vocab_size=int(net.config.vocab_size), domain_names=tuple(domains), top_k=top_k,
+                                     alphas=alphas, temperatures=temperatures, alpha_max=alpha_max,
+                                     continuous=continuous)
+    stream = TokenStream(domains, {"math": math_fraction, "general": 1.0 - math_fraction},
+                         batch_size=preset.batch_size, seq_len=preset.seq_len)
+    feedback = GSM8KFeedback(feedback=corpus.feedback, eval=corpus.eval, tokenizer=tokenizer, context_length=context,
+                             batch_size=preset.feedback_batch_size, probe_size=preset.probe_size,
+                             eval_items=min(eval_items or preset.eval_items, len(corpus.eval)),
+                             max_new_tokens=max_new_tokens or preset.max_new_tokens, source=corpus.source,
+                             eos_token_id=eos)
+    env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget,
+                        reward=reward)
+    env.data_sources = {"math": corpus.source, "general": general_source}
+    return env
+
+
+def make_soft_targets_env(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/LM-SoftTargets-v0``: a ``Discrete`` menu of soft next-token targets.
+
+    Menu (index: task): 0 ``one_hot`` (standard next-token prediction, the matched-budget baseline);
+    1-3 ``uniform_top64_a{0.1,0.25,0.5}`` (uniform top-K smoothing); 4-6 ``self_top64_a{0.1,0.25,0.5}_t1``
+    (self top-K distillation). Source: V-Pretraining v2 §2, Eq. 14-15.
+
+    Keyword Args:
+        size: ``"tiny"`` | ``"small"`` | ``"paper"`` (see :data:`LM_PRESETS`).
+        data: folder with ``gsm8k/`` and ``tinyshakespeare/`` (default ``$VPT_GYM_DATA``; else hub/embedded).
+        budget: learner updates per episode (default: the preset's).
+        reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage``.
+        updates_per_decision, feedback_period: see :class:`~vpt_gym.budget.Budget`.
+        device: ``"auto"`` | ``"cpu"`` | ``"cuda"``; dtype: ``"float32"`` | ``"bfloat16"``.
+        alignment: subset S (default ``"last2"``, the last two transformer blocks; ``"all"``).
+        lr: AdamW learning rate (default: the preset's).
+        math_fraction: probability that a pretraining row is math text (else general prose), in [0, 1].
+        feedback_size: GSM8K train examples in the feedback split (default 1,024, the paper's).
+        split_seed: seed of the feedback/unlabeled split of GSM8K train (fixed across episodes).
+        eval_items, max_new_tokens: GSM8K test items and decoding length of the end-of-episode eval.
+        top_k, alphas, temperatures, alpha_max: the soft-target menu.
+        model: ``size="paper"`` only: local path or hub id of an ``AutoModelForCausalLM``.
+        cache: cache folder for tokenizers and base checkpoints (default ``$VPT_GYM_CACHE`` or
+            ``~/.cache/vpt_gym``).
+
+    Raises:
+        ValueError: any argument outside its accepted range (before any data is read or model built).
+        FileNotFoundError: ``data`` names a missing folder or file.
+    """
+    return _make_lm_env(continuous=False, **kwargs)
+
+
+def make_soft_targets_continuous_env(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/LM-SoftTargetsContinuous-v0``: ``Box([-1, 1]^2)`` -> self top-K distillation (alpha, tau).
+
+    alpha = alpha_max * (a0 + 1) / 2 in [0, 0.5]; tau = 0.25 * 16 ** ((a1 + 1) / 2) in [0.25, 4]; the standard
+    action [-1, 0] is one-hot prediction (alpha = 0). Same keyword arguments as :func:`make_soft_targets_env`.
+    """
+    return _make_lm_env(continuous=True, **kwargs)
