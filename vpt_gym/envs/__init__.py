@@ -10,27 +10,31 @@ from typing import Any
 
 import gymnasium
 
-ENV_IDS: dict[str, dict[str, str]] = {
+ENV_IDS: dict[str, dict[str, Any]] = {
     "vpt/Toy-Alignment-v0": {
         "entry_point": "vpt_gym.envs.toy:make_toy_env",
         "learner": "closed-form point in R^8, SGD",
         "tasks": "Discrete(5): mixture (standard) | source_0..source_3 (drifting alignment)",
         "reward": "alignment (eta g_down.g_pre, analytic feedback)",
+        "smoke_kwargs": {"budget": 32},
     },
     "vpt/LM-SoftTargets-v0": {
         "entry_point": "vpt_gym.envs.lm:make_soft_targets_env",
         "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
         "tasks": "Discrete(7): one_hot (standard) | uniform top-64 smoothing | self top-64 distillation, alpha in {0.1, 0.25, 0.5}",
         "reward": "alignment with GSM8K solution-NLL feedback",
+        "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
     },
     "vpt/LM-SoftTargetsContinuous-v0": {
         "entry_point": "vpt_gym.envs.lm:make_soft_targets_continuous_env",
         "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
         "tasks": "Box([-1,1]^2) -> self top-64 distillation gate alpha in [0, 0.5], temperature in [0.25, 4]",
         "reward": "alignment with GSM8K solution-NLL feedback",
+        "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
     },
 }
-"""Registered ids with a one-line description of learner, task menu and reward (``vpt-gym list``)."""
+"""Registered ids: entry point, one-line descriptions of learner, task menu and reward (``vpt-gym list``),
+and ``smoke_kwargs``, the cheapest configuration (used by the contract tests over every id)."""
 
 
 def register_envs() -> None:

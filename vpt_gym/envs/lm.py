@@ -198,18 +198,20 @@ def _make_paper_env(*, continuous: bool, preset: LMPreset, model: str | None, da
     chunks = [general[i : i + 2000] for i in range(0, len(general), 2000)]
     domains = {"math": tokenize_text(tokenizer, problem_texts(corpus.unlabeled), eos),
                "general": tokenize_text(tokenizer, chunks, eos)}
-    context = min(int(getattr(net.config, "max_position_embeddings", 2048)), 2048)
+    context = min(int(getattr(net.config, "max_position_embeddings", 0) or getattr(net.config, "n_positions", 2048)),
+                  2048)
+    seq_len = min(preset.seq_len, context)
+    new_tokens = min(max_new_tokens or preset.max_new_tokens, context // 2)
     learner = make_lm_learner(net, lr=lr or preset.lr, alignment=alignment, device=device, dtype=dtype)
     task_space = SoftTargetTaskSpace(vocab_size=int(net.config.vocab_size), domain_names=tuple(domains), top_k=top_k,
                                      alphas=alphas, temperatures=temperatures, alpha_max=alpha_max,
                                      continuous=continuous)
     stream = TokenStream(domains, {"math": math_fraction, "general": 1.0 - math_fraction},
-                         batch_size=preset.batch_size, seq_len=preset.seq_len)
+                         batch_size=preset.batch_size, seq_len=seq_len)
     feedback = GSM8KFeedback(feedback=corpus.feedback, eval=corpus.eval, tokenizer=tokenizer, context_length=context,
                              batch_size=preset.feedback_batch_size, probe_size=preset.probe_size,
                              eval_items=min(eval_items or preset.eval_items, len(corpus.eval)),
-                             max_new_tokens=max_new_tokens or preset.max_new_tokens, source=corpus.source,
-                             eos_token_id=eos)
+                             max_new_tokens=new_tokens, source=corpus.source, eos_token_id=eos)
     env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget,
                         reward=reward)
     env.data_sources = {"math": corpus.source, "general": general_source}

@@ -20,6 +20,8 @@ import torch
 
 from vpt_gym.learners import TorchLearner
 
+BASE_FORMAT = "vpt_gym-base-v1"
+"""Version of the base-pretraining recipe; part of the cache key (bump when the recipe changes)."""
 CACHE_ENV_VAR = "VPT_GYM_CACHE"
 """Environment variable naming the cache folder (tokenizers and base checkpoints)."""
 
@@ -82,7 +84,7 @@ class BaseModelConfig:
 
 
 def build_gpt2(config: BaseModelConfig):
-    """A freshly initialized ``GPT2LMHeadModel`` (dropout 0; eos/bos/pad id 0), float32, CPU."""
+    """A freshly initialized ``GPT2LMHeadModel`` (dropout 0; eos/bos id 0, no pad id: the stream has no padding), float32, CPU."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch_state = torch.random.fork_rng(devices=[])  # initialization must not touch the global RNG
@@ -91,28 +93,28 @@ def build_gpt2(config: BaseModelConfig):
         model = GPT2LMHeadModel(GPT2Config(
             vocab_size=config.vocab_size, n_positions=config.context_length, n_embd=config.n_embd,
             n_layer=config.n_layer, n_head=config.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-            bos_token_id=0, eos_token_id=0, pad_token_id=0,
+            bos_token_id=0, eos_token_id=0,
         ))
     return model
 
 
 def base_key(config: BaseModelConfig, tokenizer_json: str, corpus: torch.Tensor) -> str:
     """Cache key of a base checkpoint: sha256 over config, tokenizer and corpus tokens (16 hex)."""
-    h = hashlib.sha256()
+    h = hashlib.sha256(BASE_FORMAT.encode())
     h.update(json.dumps(asdict(config), sort_keys=True).encode())
     h.update(tokenizer_json.encode())
     h.update(corpus.numpy().tobytes())
     return h.hexdigest()[:16]
 
 
-def pretrain_base(model, corpus: torch.Tensor, config: BaseModelConfig, *, progress: bool = False) -> list[float]:
+def pretrain_base(model, corpus: torch.Tensor, config: BaseModelConfig, *, progress: bool | None = None) -> list[float]:
     """Deterministic base pretraining: one-hot next-token prediction on random windows of ``corpus``.
 
     Args:
         model: a causal LM on CPU (trained in place).
         corpus: token stream, shape [num_tokens], int64.
         config: steps, batch, lr, seed.
-        progress: show a tqdm bar.
+        progress: show a tqdm bar (None: only when stderr is a terminal).
 
     Returns:
         The training loss per step (nats/token).
@@ -133,21 +135,23 @@ def pretrain_base(model, corpus: torch.Tensor, config: BaseModelConfig, *, progr
     offsets = torch.arange(config.base_seq_len)
     losses = []
     model.train()
-    for _ in tqdm(range(config.base_steps), desc="base pretraining", disable=not progress, leave=False):
+    for _ in tqdm(range(config.base_steps), desc="base pretraining (one-time, cached)",
+                  disable=None if progress is None else not progress, leave=False):
         starts = torch.randint(0, corpus.numel() - config.base_seq_len, (config.base_batch_size,), generator=g)
         ids = corpus[starts[:, None] + offsets]
-        out = model(input_ids=ids, labels=ids)
+        logits = model(input_ids=ids).logits
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(out.loss.detach()))
+        losses.append(float(loss.detach()))
     return losses
 
 
 def load_or_pretrain_base(config: BaseModelConfig, tokenizer_json: str, corpus: torch.Tensor, folder: Path,
-                          *, progress: bool = False):
+                          *, progress: bool | None = None):
     """The base checkpoint theta_0: loaded from ``folder/base-{key}.safetensors``, else pretrained and saved.
 
     The file is written atomically (temp file + rename), so a killed run never leaves a half-written base.

@@ -1,0 +1,55 @@
+"""The ``paper`` preset's real loading code (``from_pretrained(path)``), exercised on a local checkpoint folder."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import vpt_gym  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def local_checkpoint(tmp_path_factory, data_dir):
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from vpt_gym.lm.corpus import EOS_TOKEN, build_tokenizer, load_general_text
+
+    folder = tmp_path_factory.mktemp("checkpoint")
+    text, _ = load_general_text(data_dir)
+    tok = build_tokenizer([text[i : i + 2000] for i in range(0, 200_000, 2000)], vocab_size=300,
+                          cache_dir=tmp_path_factory.mktemp("tok"))
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN)
+    hf_tok.save_pretrained(folder)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                                       resid_pdrop=0, embd_pdrop=0, attn_pdrop=0, bos_token_id=0, eos_token_id=0))
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_paper_preset_loads_a_local_checkpoint_and_runs(local_checkpoint):
+    env = gym.make("vpt/LM-SoftTargets-v0", size="paper", model=str(local_checkpoint), device="cpu", budget=2,
+                   eval_items=2, max_new_tokens=8, feedback_period=1)
+    base = env.unwrapped
+    assert base.learner.module.config.n_positions == 64
+    assert base.stream.seq_len == 64  # the preset's 512 is capped by the model's context
+    assert base.feedback.eos_id == 0
+    obs, info = env.reset(seed=0)
+    assert obs in env.observation_space
+    for _ in range(2):
+        obs, reward, terminated, truncated, info = env.step(1)
+        assert math.isfinite(reward)
+    assert terminated and info["ledger"]["learner_updates"] == 2
+    assert 0.0 <= info["eval"]["eval_pass@1"] <= 1.0 and np.isfinite(info["eval"]["eval_nll"])
+
+
+def test_paper_preset_needs_a_model():
+    with pytest.raises(ValueError, match="model="):
+        gym.make("vpt/LM-SoftTargets-v0", size="paper", device="cpu")
+
+
+def test_tiny_preset_rejects_a_model_argument():
+    with pytest.raises(ValueError, match="only used by size='paper'"):
+        gym.make("vpt/LM-SoftTargets-v0", size="tiny", model="some/model")

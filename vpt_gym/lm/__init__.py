@@ -1,0 +1,1 @@
+"""Language-model components: corpora, tokenizer and the GSM8K feedback set."""

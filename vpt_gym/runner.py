@@ -1,0 +1,110 @@
+"""Run one episode of a designer on an env and write its result (atomically)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from vpt_gym.agents import Designer
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars/arrays to Python, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as JSON to ``path`` via a temp file in the same folder + ``os.replace``.
+
+    A crash never leaves a half-written file, and an existing file is replaced only by a complete one.
+    Non-finite floats are written as ``null``.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(_plain(obj), handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool = False) -> dict[str, Any]:
+    """Run one full episode of ``designer`` on ``env`` from ``reset(seed=seed)``.
+
+    Args:
+        env: a vpt_gym env (possibly wrapped).
+        designer: the task designer; ``designer.reset(seed)`` is called first.
+        seed: episode seed (env and designer).
+        progress: show a tqdm bar over learner updates.
+
+    Returns:
+        A JSON-safe dict: ``env_id``, ``designer``, ``seed``, ``return``, ``eval``, ``ledger``, ``actions``
+        (the action log), ``tasks`` (task names), ``feedback_source``, ``diverged``, ``wall_clock_s``,
+        ``vpt_gym_version``.
+    """
+    from tqdm.auto import tqdm
+
+    from vpt_gym import __version__
+
+    base = env.unwrapped
+    start = time.perf_counter()
+    designer.reset(seed)
+    obs, info = env.reset(seed=seed)
+    feedback_source = info.get("feedback_source")
+    total, actions, tasks = 0.0, [], []
+    bar = tqdm(total=base.budget.learner_updates, desc=f"{designer.name}", unit="update", disable=not progress)
+    try:
+        while True:
+            action = designer.act(obs, info)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            designer.observe(action, float(reward), next_obs, terminated, truncated, info)
+            obs = next_obs
+            total += float(reward)
+            actions.append(_plain(action))
+            tasks.append(info["task"])
+            bar.n = info["learner_updates"]
+            bar.set_postfix(task=info["task"], pretrain_loss=f"{info['pretrain_loss']:.3f}", refresh=False)
+            bar.refresh()
+            if terminated or truncated:
+                break
+    finally:
+        bar.close()
+    return _plain({
+        "env_id": env.spec.id if env.spec is not None else type(base).__name__,
+        "designer": designer.name,
+        "seed": seed,
+        "return": total,
+        "eval": info.get("eval", {}),
+        "ledger": info["ledger"],
+        "actions": actions,
+        "tasks": tasks,
+        "feedback_source": feedback_source,
+        "diverged": bool(info.get("diverged", False)),
+        "terminated": bool(terminated),
+        "truncated": bool(truncated),
+        "wall_clock_s": time.perf_counter() - start,
+        "vpt_gym_version": __version__,
+    })
