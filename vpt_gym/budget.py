@@ -6,7 +6,7 @@ everything else a designer spends (feedback passes, look-ahead) is counted so le
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,4 +72,4 @@ class Ledger:
 
     def as_dict(self) -> dict[str, int]:
         """A copy as a plain ``dict[str, int]`` (safe to put in ``info``)."""
-        return {k: int(v) for k, v in asdict(self).items()}
+        return {k: int(v) for k, v in vars(self).items()}

@@ -10,6 +10,7 @@ v2 Eq. 28 (alignment on a parameter subset S).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -17,6 +18,11 @@ import torch
 
 REWARD_CLIP = 1.0e6
 """Every reward is clipped to [-REWARD_CLIP, REWARD_CLIP] so it is finite in float32 (SB3 stores float32)."""
+
+
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 -> float32; float32 and float64 unchanged (no copy)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def grad_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -38,7 +44,7 @@ def grad_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tens
         raise ValueError(f"gradient lists differ in length: {len(a)} vs {len(b)}")
     if not a:
         return torch.zeros((), dtype=torch.float64)
-    parts = [torch.dot(x.reshape(-1).float(), y.reshape(-1).float()) for x, y in zip(a, b)]
+    parts = [torch.dot(_at_least_float32(x).reshape(-1), _at_least_float32(y).reshape(-1)) for x, y in zip(a, b)]
     return torch.stack(parts).double().sum()
 
 
@@ -50,7 +56,7 @@ def grad_norm(a: Sequence[torch.Tensor]) -> torch.Tensor:
     """
     if not a:
         return torch.zeros((), dtype=torch.float64)
-    norms = torch._foreach_norm([x.float() for x in a])
+    norms = torch._foreach_norm([_at_least_float32(x) for x in a])
     return torch.linalg.vector_norm(torch.stack(norms).double())
 
 
@@ -88,7 +94,7 @@ def gradient_stats(g_down: Sequence[torch.Tensor], g_pre: Sequence[torch.Tensor]
     both = torch.stack([dot, grad_norm(g_down).to(dot.device), grad_norm(g_pre).to(dot.device)]).cpu()
     d, nd, npre = (float(x) for x in both.tolist())
     denom = nd * npre
-    cosine = d / denom if denom > 0 and torch.isfinite(torch.tensor(denom)) else 0.0
+    cosine = d / denom if denom > 0 and math.isfinite(denom) else 0.0
     cosine = max(-1.0, min(1.0, cosine))
     return GradientStats(dot=d, alignment=lr * d, cosine=cosine, g_pre_norm=npre, g_down_norm=nd)
 
@@ -171,7 +177,8 @@ class CosineValue:
     reward_range: tuple[float, float] = (-1.0, 1.0)
 
     def reward(self, outcome: UpdateOutcome) -> float:
-        return outcome.stats.cosine
+        cosine = outcome.stats.cosine
+        return 0.0 if cosine != cosine else max(-1.0, min(1.0, cosine))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """``vpt/LM-SoftTargets-v0`` (and its continuous variant): soft next-token targets steered by GSM8K feedback.
 
 Presets are plain functions of a size name (:data:`LM_PRESETS`): ``tiny`` (~0.1 M params; tests, seconds),
-``small`` (~1.6 M; CPU benchmarks, minutes) and ``paper`` (any ``AutoModelForCausalLM`` by path or hub id;
+``small`` (~1.1 M; CPU benchmarks, minutes) and ``paper`` (any ``AutoModelForCausalLM`` by path or hub id;
 GPU). Data: GSM8K from ``data`` / ``$VPT_GYM_DATA`` (else the hub when online, else the embedded
 reasoning-gym ``gsm_symbolic`` default), general prose from tinyshakespeare (else Python's pydoc topics).
 """
@@ -73,8 +73,8 @@ LM_PRESETS: dict[str, LMPreset] = {
     ),
     "small": LMPreset(
         base=BaseModelConfig(vocab_size=2048, context_length=256, n_embd=128, n_layer=4, n_head=4,
-                             base_steps=800, base_batch_size=16, base_seq_len=128),
-        batch_size=16, seq_len=128, lr=1e-3, budget=200, feedback_batch_size=16, probe_size=16, eval_items=64,
+                             base_steps=400, base_batch_size=8, base_seq_len=128),
+        batch_size=8, seq_len=128, lr=1e-3, budget=200, feedback_batch_size=16, probe_size=16, eval_items=64,
         max_new_tokens=128,
     ),
     "paper": LMPreset(

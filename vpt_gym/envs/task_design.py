@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -31,7 +32,9 @@ BASE_FEATURES: tuple[tuple[str, float, float], ...] = (
 
 
 def _log10(x: float) -> float:
-    return float(np.clip(np.log10(x), *LOG10_NORM_RANGE)) if x > 0 and np.isfinite(x) else LOG10_NORM_RANGE[0]
+    if not (x > 0 and math.isfinite(x)):
+        return LOG10_NORM_RANGE[0]
+    return min(max(math.log10(x), LOG10_NORM_RANGE[0]), LOG10_NORM_RANGE[1])
 
 
 def _generators(seed: int, count: int) -> list[torch.Generator]:

@@ -105,20 +105,23 @@ class ToyWorld:
         beta = float(torch.rand((), generator=g, dtype=torch.float64)) * 2 * math.pi
         self.bias_direction = math.cos(beta) * self.e1 + math.sin(beta) * self.e2
         self.theta0 = self.theta_star + 2.0 * torch.randn(d, generator=g, dtype=torch.float64)
+        self._angles = 2 * math.pi * torch.arange(config.num_sources, dtype=torch.float64) / config.num_sources
+        self._fixed = self.theta_star + config.bias * self.bias_direction
 
     def targets(self, phase: float) -> torch.Tensor:
         """Source targets c_k(phi), shape [K, d], float64."""
-        c = self.config
-        angles = phase + 2 * math.pi * torch.arange(c.num_sources, dtype=torch.float64) / c.num_sources
+        angles = self._angles + phase
         rot = torch.cos(angles)[:, None] * self.e1 + torch.sin(angles)[:, None] * self.e2
-        return self.theta_star + c.radius * rot + c.bias * self.bias_direction
+        return self._fixed + self.config.radius * rot
 
 
 @dataclass(frozen=True)
 class ToyBatch:
-    """A toy pretraining batch: the drift phase and the per-sample noise eps [n, d] (float64)."""
+    """A toy pretraining batch: the drift phase, the source targets c_k(phase) [K, d] and the per-sample
+    noise eps [n, d] (float64)."""
 
     phase: float
+    targets: torch.Tensor
     eps: torch.Tensor
     num_examples: int
     num_tokens: int = 0
@@ -143,7 +146,8 @@ class ToyStream:
     def next_batch(self) -> ToyBatch:
         c = self.world.config
         eps = torch.randn(c.batch_size, c.dim, generator=self._g, dtype=torch.float64)
-        batch = ToyBatch(phase=self._phase, eps=eps, num_examples=c.batch_size)
+        batch = ToyBatch(phase=self._phase, targets=self.world.targets(self._phase), eps=eps,
+                         num_examples=c.batch_size)
         drift = c.omega + c.phase_noise * float(torch.randn((), generator=self._g, dtype=torch.float64))
         self._phase = (self._phase + drift) % (2 * math.pi)
         return batch
@@ -164,6 +168,7 @@ class ToyTaskSpace:
             Task(name=f"source_{i}", family="source", params={"source": i}) for i in range(k)
         ]
         self.action_space = spaces.Discrete(k + 1)
+        self._mixture_rows = torch.arange(world.config.batch_size) % k
 
     def reset(self, generator: torch.Generator) -> None:
         return None
@@ -177,11 +182,10 @@ class ToyTaskSpace:
     def samples(self, batch: ToyBatch, task: Task) -> torch.Tensor:
         """The pretraining samples x [n, d] (float64) that ``task`` makes of ``batch``."""
         c = self.world.config
-        targets = self.world.targets(batch.phase)
         if task.family == "mixture":
-            means = targets[torch.arange(batch.num_examples) % c.num_sources]
+            means = batch.targets[self._mixture_rows[: batch.num_examples]]
         else:
-            means = targets[int(task.params["source"])].expand(batch.num_examples, -1)
+            means = batch.targets[int(task.params["source"])].expand(batch.num_examples, -1)
         return means + c.noise * batch.eps
 
     def loss(self, batch: ToyBatch, outputs: torch.Tensor, task: Task) -> torch.Tensor:

@@ -1,0 +1,105 @@
+"""The ``vpt-gym`` CLI and the runner's atomic result writing."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from vpt_gym.cli import main
+from vpt_gym.envs import ENV_IDS
+from vpt_gym.runner import write_json_atomic
+
+TOY = "vpt/Toy-Alignment-v0"
+
+
+def _run_toy(out: Path, *extra: str) -> dict:
+    args = ["run", TOY, "--designer", "random", "--budget", "16", "--seed", "3", "--out", str(out), "--no-progress",
+            *extra]
+    assert main(args) == 0
+    return json.loads(out.read_text())
+
+
+def test_list_prints_every_id(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(ENV_IDS)
+    for env_id, line in zip(ENV_IDS, lines):
+        assert line.startswith(env_id + " ")
+        assert ENV_IDS[env_id]["tasks"] in line
+
+
+def test_run_toy_writes_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = _run_toy(tmp_path / "r.json")
+    assert result["env_id"] == TOY and result["designer"] == "random" and result["seed"] == 3
+    assert result["ledger"]["learner_updates"] == 16
+    assert len(result["actions"]) == 16 and len(result["tasks"]) == 16
+    assert all(isinstance(a, int) and 0 <= a < 5 for a in result["actions"])
+    assert set(result["eval"]) == {"eval_loss", "eval_solved_fraction"}
+    assert all(math.isfinite(v) for v in result["eval"].values())
+    assert result["feedback_source"] == "analytic:toy"
+    assert result["terminated"] is True and result["diverged"] is False
+    assert result["env_kwargs"] == {"budget": 16}
+    summary = json.loads(capsys.readouterr().out)  # stdout is the JSON summary
+    assert summary["eval"] == result["eval"] and summary["ledger"] == result["ledger"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_run_toy_is_reproducible(tmp_path: Path) -> None:
+    first = _run_toy(tmp_path / "a.json")
+    second = _run_toy(tmp_path / "b.json")
+    assert first["eval"] == second["eval"]
+    assert first["actions"] == second["actions"]
+    assert first["return"] == second["return"]
+    other = _run_toy(tmp_path / "c.json", "--designer", "fixed")
+    assert other["actions"] == [0] * 16
+    assert other["eval"] != first["eval"]
+
+
+def test_write_json_atomic_keeps_old_file_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "result.json"
+    write_json_atomic(target, {"a": 1, "nan": float("nan"), "nested": [1.5, float("inf")]})
+    old = target.read_text()
+    assert json.loads(old) == {"a": 1, "nan": None, "nested": [1.5, None]}
+    with pytest.raises(TypeError):
+        write_json_atomic(target, {"a": 2, "z": object()})  # fails part-way through serialization
+    assert target.read_text() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"], "a temp file was left behind"
+    write_json_atomic(tmp_path / "sub" / "new.json", [1, 2])
+    assert json.loads((tmp_path / "sub" / "new.json").read_text()) == [1, 2]
+
+
+@pytest.mark.parametrize("args", [
+    ["run", TOY, "--designer", "no_such_designer", "--budget", "4", "--no-progress"],
+    ["run", TOY, "--budget", "0", "--no-progress"],
+    ["run", TOY, "--budget", "-3", "--no-progress"],
+    ["run", "vpt/No-Such-v0", "--budget", "4", "--no-progress"],
+    ["run", TOY, "--budget", "4", "--reward", "no_such_reward", "--no-progress"],
+    ["run", TOY, "--budget", "4", "--size", "tiny", "--no-progress"],
+    ["nope"],
+])
+def test_bad_arguments_exit(args: list[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        main([*args, "--out", str(tmp_path / "x.json")] if args[0] == "run" else args)
+    assert excinfo.value.code not in (0, None)
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_out_folder_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="folder"):
+        main(["run", TOY, "--budget", "4", "--out", str(tmp_path), "--no-progress"])
+
+
+def test_run_lm_tiny(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "lm.json"
+    assert main(["run", "vpt/LM-SoftTargets-v0", "--size", "tiny", "--budget", "4", "--designer", "fixed",
+                 "--seed", "0", "--device", "cpu", "--out", str(out), "--no-progress"]) == 0
+    result = json.loads(out.read_text())
+    assert result["feedback_source"].startswith("gsm8k:")
+    assert str(data_dir / "gsm8k") in result["feedback_source"]
+    assert result["ledger"]["learner_updates"] == 4
+    assert result["actions"] == [0] * 4 and set(result["tasks"]) == {"one_hot"}
+    assert {"eval_nll", "eval_pass@1"} <= set(result["eval"])
+    assert math.isfinite(result["eval"]["eval_nll"]) and 0.0 <= result["eval"]["eval_pass@1"] <= 1.0
