@@ -74,7 +74,7 @@ LM_PRESETS: dict[str, LMPreset] = {
     "small": LMPreset(
         base=BaseModelConfig(vocab_size=2048, context_length=256, n_embd=128, n_layer=4, n_head=4,
                              base_steps=400, base_batch_size=8, base_seq_len=128),
-        batch_size=8, seq_len=128, lr=1e-3, budget=200, feedback_batch_size=16, probe_size=16, eval_items=64,
+        batch_size=8, seq_len=128, lr=1e-3, budget=200, feedback_batch_size=8, probe_size=8, eval_items=64,
         max_new_tokens=128,
     ),
     "paper": LMPreset(
