@@ -92,7 +92,7 @@ def _resources(size: str, data_dir: Path | None, cache: Path, feedback_size: int
     corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
     general, general_source = load_general_text(data_dir)
     math_texts = problem_texts(corpus.unlabeled)
-    general_chunks = [general[i : i + 2000] for i in range(0, len(general), 2000)]
+    general_chunks = _chunks(general)
     assert preset.base is not None
     tokenizer = build_tokenizer(general_chunks + math_texts, vocab_size=preset.base.vocab_size, cache_dir=cache)
     eos = tokenizer.token_to_id(EOS_TOKEN)
@@ -141,37 +141,49 @@ def _make_lm_env(
         raise ValueError(f"math_fraction must be in [0, 1], got {math_fraction}")
     if lr is not None and not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
+    for name, value in (("eval_items", eval_items), ("max_new_tokens", max_new_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+    if size == "paper" and not model:
+        raise ValueError("size='paper' needs model=<local path or hub id>, e.g. a Qwen2.5-0.5B checkpoint folder")
+    if size != "paper" and model is not None:
+        raise ValueError(f"model={model!r} is only used by size='paper'; tiny/small build their own base")
     dev = resolve_device(device)
     chosen_dtype = dtype or (preset.dtype if dev.type == "cuda" else "float32")
     _check_choice("dtype", chosen_dtype, {"float32", "bfloat16"})
+    if preset.base is not None:
+        vocab_size = preset.base.vocab_size
+    else:
+        from transformers import AutoConfig
+
+        vocab_size = int(AutoConfig.from_pretrained(model).vocab_size)
+    task_space = SoftTargetTaskSpace(vocab_size=vocab_size, domain_names=("math", "general"), top_k=top_k,
+                                     alphas=alphas, temperatures=temperatures, alpha_max=alpha_max,
+                                     continuous=continuous)  # validates the menu before any heavy work
     data_dir = resolve_data_dir(data)
     folder = cache_dir(cache)
-    if size == "paper":
-        return _make_paper_env(continuous=continuous, preset=preset, model=model, data_dir=data_dir,
-                               budget=budget_obj, reward=reward, device=dev, dtype=chosen_dtype,
-                               alignment=alignment, lr=lr, math_fraction=math_fraction,
-                               feedback_size=feedback_size, split_seed=split_seed, eval_items=eval_items,
-                               max_new_tokens=max_new_tokens, top_k=top_k, alphas=alphas,
-                               temperatures=temperatures, alpha_max=alpha_max)
-    if model is not None:
-        raise ValueError(f"model={model!r} is only used by size='paper'; tiny/small build their own base")
-    corpus, general_source, tokenizer, domains, state = _resources(size, data_dir, folder, feedback_size, split_seed)
-    from vpt_gym.lm.model import build_gpt2
+    if preset.base is None:
+        net, tokenizer, eos, corpus, general_source, domains = _load_pretrained(model, data_dir, feedback_size,
+                                                                                split_seed, chosen_dtype)
+        context = min(int(getattr(net.config, "max_position_embeddings", 0) or getattr(net.config, "n_positions")),
+                      2048)
+    else:
+        from vpt_gym.lm.model import build_gpt2
 
-    assert preset.base is not None
-    net = build_gpt2(preset.base)
-    net.load_state_dict(state)
+        corpus, general_source, tokenizer, domains, state = _resources(size, data_dir, folder, feedback_size,
+                                                                       split_seed)
+        net = build_gpt2(preset.base)
+        net.load_state_dict(state)
+        eos, context = None, preset.base.context_length
     learner = make_lm_learner(net, lr=lr or preset.lr, alignment=alignment, device=dev, dtype=chosen_dtype)
-    task_space = SoftTargetTaskSpace(vocab_size=preset.base.vocab_size, domain_names=tuple(domains),
-                                     top_k=top_k, alphas=alphas, temperatures=temperatures, alpha_max=alpha_max,
-                                     continuous=continuous)
     stream = TokenStream(domains, {"math": math_fraction, "general": 1.0 - math_fraction},
-                         batch_size=preset.batch_size, seq_len=preset.seq_len)
+                         batch_size=preset.batch_size, seq_len=min(preset.seq_len, context))
     feedback = GSM8KFeedback(
-        feedback=corpus.feedback, eval=corpus.eval, tokenizer=tokenizer, context_length=preset.base.context_length,
+        feedback=corpus.feedback, eval=corpus.eval, tokenizer=tokenizer, context_length=context,
         batch_size=preset.feedback_batch_size, probe_size=preset.probe_size,
         eval_items=min(eval_items or preset.eval_items, len(corpus.eval)),
-        max_new_tokens=max_new_tokens or preset.max_new_tokens, source=corpus.source,
+        max_new_tokens=min(max_new_tokens or preset.max_new_tokens, context // 2), source=corpus.source,
+        eos_token_id=eos,
     )
     env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
                         reward=reward)
@@ -179,43 +191,27 @@ def _make_lm_env(
     return env
 
 
-def _make_paper_env(*, continuous: bool, preset: LMPreset, model: str | None, data_dir: Path | None, budget: Budget,
-                    reward: str, device: torch.device, dtype: str, alignment, lr, math_fraction, feedback_size,
-                    split_seed, eval_items, max_new_tokens, top_k, alphas, temperatures, alpha_max) -> TaskDesignEnv:
-    """The ``paper`` preset: a real checkpoint (``AutoModelForCausalLM.from_pretrained(model)``) and its tokenizer."""
-    if not model:
-        raise ValueError("size='paper' needs model=<local path or hub id>, e.g. a Qwen2.5-0.5B checkpoint folder")
+def _load_pretrained(model: str, data_dir: Path | None, feedback_size: int, split_seed: int, dtype: str):
+    """The ``paper`` preset's parts: ``AutoModelForCausalLM.from_pretrained(model)``, its tokenizer and eos id,
+    the math corpus and the token streams tokenized with that tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     hf_tok = AutoTokenizer.from_pretrained(model)
-    tokenizer = hf_tok.backend_tokenizer
     eos = hf_tok.eos_token_id
     if eos is None:
         raise ValueError(f"tokenizer of {model!r} has no eos token")
+    tokenizer = hf_tok.backend_tokenizer
     net = AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32)
     corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
     general, general_source = load_general_text(data_dir)
-    chunks = [general[i : i + 2000] for i in range(0, len(general), 2000)]
     domains = {"math": tokenize_text(tokenizer, problem_texts(corpus.unlabeled), eos),
-               "general": tokenize_text(tokenizer, chunks, eos)}
-    context = min(int(getattr(net.config, "max_position_embeddings", 0) or getattr(net.config, "n_positions", 2048)),
-                  2048)
-    seq_len = min(preset.seq_len, context)
-    new_tokens = min(max_new_tokens or preset.max_new_tokens, context // 2)
-    learner = make_lm_learner(net, lr=lr or preset.lr, alignment=alignment, device=device, dtype=dtype)
-    task_space = SoftTargetTaskSpace(vocab_size=int(net.config.vocab_size), domain_names=tuple(domains), top_k=top_k,
-                                     alphas=alphas, temperatures=temperatures, alpha_max=alpha_max,
-                                     continuous=continuous)
-    stream = TokenStream(domains, {"math": math_fraction, "general": 1.0 - math_fraction},
-                         batch_size=preset.batch_size, seq_len=seq_len)
-    feedback = GSM8KFeedback(feedback=corpus.feedback, eval=corpus.eval, tokenizer=tokenizer, context_length=context,
-                             batch_size=preset.feedback_batch_size, probe_size=preset.probe_size,
-                             eval_items=min(eval_items or preset.eval_items, len(corpus.eval)),
-                             max_new_tokens=new_tokens, source=corpus.source, eos_token_id=eos)
-    env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget,
-                        reward=reward)
-    env.data_sources = {"math": corpus.source, "general": general_source}
-    return env
+               "general": tokenize_text(tokenizer, _chunks(general), eos)}
+    return net, tokenizer, eos, corpus, general_source, domains
+
+
+def _chunks(text: str, size: int = 2000) -> list[str]:
+    """``text`` cut into pieces of ``size`` characters (for batched tokenization)."""
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def make_soft_targets_env(**kwargs: Any) -> TaskDesignEnv:
