@@ -38,6 +38,18 @@ class Budget:
                 f"learner_updates={self.learner_updates}"
             )
 
+    @classmethod
+    def of(cls, budget: object, *, updates_per_decision: object = 1, feedback_period: object = 8) -> "Budget":
+        """A :class:`Budget` from user-facing arguments; errors name ``budget`` (the episode length).
+
+        Raises:
+            ValueError: ``budget`` is not an integer >= 1, or another field is out of range.
+        """
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"budget (learner updates per episode) must be an integer >= 1, got {budget!r}")
+        return cls(learner_updates=budget, updates_per_decision=updates_per_decision,  # type: ignore[arg-type]
+                   feedback_period=feedback_period)  # type: ignore[arg-type]
+
     @property
     def decisions(self) -> int:
         """Decisions per episode = learner_updates / updates_per_decision."""

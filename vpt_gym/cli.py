@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -23,11 +24,11 @@ def _env_kwargs(args: argparse.Namespace) -> dict:
     if args.env_id.startswith("vpt/LM-"):
         kwargs.update(size=args.size, device=args.device)
         if args.data is not None:
-            kwargs["data"] = args.data
+            kwargs["data"] = str(Path(args.data).expanduser().resolve())
         if args.model is not None:
             kwargs["model"] = args.model
     elif args.data is not None or args.model is not None or args.size is not None:
-        raise SystemExit(f"--data/--model/--size apply to vpt/LM-* envs only, not {args.env_id}")
+        raise SystemExit(f"error: --data/--model/--size apply to vpt/LM-* envs only, not {args.env_id}")
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
@@ -41,13 +42,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vpt_gym.runner import run_episode, write_json_atomic
 
     if args.env_id not in ENV_IDS:
-        raise SystemExit(f"unknown env id {args.env_id!r}; registered: {sorted(ENV_IDS)}")
+        raise SystemExit(f"error: unknown env id {args.env_id!r}; registered: {sorted(ENV_IDS)}")
     if args.designer not in DESIGNERS:
-        raise SystemExit(f"unknown designer {args.designer!r}; accepted: {sorted(DESIGNERS)}")
+        raise SystemExit(f"error: unknown designer {args.designer!r}; accepted: {sorted(DESIGNERS)}")
     if args.budget is not None and args.budget < 1:
-        raise SystemExit(f"--budget must be >= 1, got {args.budget}")
+        raise SystemExit(f"error: --budget must be >= 1, got {args.budget}")
     if args.out is not None and Path(args.out).is_dir():
-        raise SystemExit(f"--out {args.out} is a folder; give a file path such as result.json")
+        raise SystemExit(f"error: --out {args.out} is a folder; give a file path such as results/result.json")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         env = gym.make(args.env_id, **_env_kwargs(args))
         designer = make_designer(args.designer, env)
@@ -76,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     run.add_argument("--reward", default=None, help="alignment | cosine | value_gain | metric_gain | advantage")
     run.add_argument("--size", default=None, choices=["tiny", "small", "paper"], help="LM preset (default tiny)")
-    run.add_argument("--data", default=None, help="data folder with gsm8k/ (default $VPT_GYM_DATA, else embedded)")
+    run.add_argument("--data", default=None, help="data folder with gsm8k/ (default $VPT_GYM_DATA, else the hub when online, "
+                     "else the embedded reasoning-gym default)")
     run.add_argument("--model", default=None, help="size=paper: local path or hub id of a causal LM")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda")
     run.add_argument("--out", default=None, help="write the full result (with action log) as JSON here")

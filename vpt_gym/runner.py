@@ -60,6 +60,9 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
         seed: episode seed (env and designer).
         progress: show a tqdm bar over learner updates.
 
+    Raises:
+        TypeError: ``designer`` is not a :class:`~vpt_gym.agents.Designer` (e.g. a name or a factory).
+
     Returns:
         A JSON-safe dict: ``env_id``, ``designer``, ``seed``, ``return``, ``eval``, ``ledger``, ``actions``
         (the action log), ``tasks`` (task names), ``feedback_source``, ``diverged``, ``wall_clock_s``,
@@ -69,6 +72,11 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
 
     from vpt_gym import __version__
 
+    if isinstance(designer, type) or not isinstance(designer, Designer):
+        raise TypeError(
+            f"designer must be a Designer object, got {designer!r}; build one with "
+            "vpt_gym.agents.make_designer(name, env) or DESIGNERS[name](env)"
+        )
     base = env.unwrapped
     start = time.perf_counter()
     designer.reset(seed)

@@ -134,8 +134,8 @@ def _make_lm_env(
 ) -> TaskDesignEnv:
     _check_choice("size", size, LM_PRESETS)
     preset = LM_PRESETS[size]
-    budget_obj = Budget(learner_updates=preset.budget if budget is None else budget,
-                        updates_per_decision=updates_per_decision, feedback_period=feedback_period)
+    budget_obj = Budget.of(preset.budget if budget is None else budget, updates_per_decision=updates_per_decision,
+                           feedback_period=feedback_period)
     make_value_estimator(reward)  # validate the name before any work
     if not 0.0 <= math_fraction <= 1.0:
         raise ValueError(f"math_fraction must be in [0, 1], got {math_fraction}")

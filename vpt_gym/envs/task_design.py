@@ -256,7 +256,9 @@ class TaskDesignEnv(gym.Env):
             a = np.asarray(action, dtype=space.dtype)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"action {action!r} is not an array of the action space {space}") from exc
-        if a.shape != space.shape or not np.all(np.isfinite(a)) or not space.contains(a):
+        if a.shape != space.shape:
+            raise ValueError(f"action {action!r} has shape {a.shape}; the action space {space} needs {space.shape}")
+        if not np.all(np.isfinite(a)) or not space.contains(a):
             raise ValueError(f"action {action!r} is outside the action space {space} (low={space.low}, high={space.high})")
         return a, False
 

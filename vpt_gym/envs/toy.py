@@ -265,8 +265,7 @@ def make_toy_env(
     Raises:
         ValueError: bad budget, reward or config values (before anything is built).
     """
-    budget_obj = Budget(learner_updates=budget, updates_per_decision=updates_per_decision,
-                        feedback_period=feedback_period)
+    budget_obj = Budget.of(budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period)
     base = config or ToyConfig()
     unknown = set(overrides) - set(ToyConfig.__dataclass_fields__)
     if unknown:

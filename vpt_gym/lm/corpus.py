@@ -81,7 +81,7 @@ def resolve_data_dir(data: str | os.PathLike[str] | None) -> Path | None:
         data: a folder path, or ``None`` to consult ``VPT_GYM_DATA``.
 
     Returns:
-        The folder as a ``Path``, or ``None`` when neither the argument nor the variable is set
+        The folder as an absolute ``Path``, or ``None`` when neither the argument nor the variable is set
         (an empty variable counts as unset).
 
     Raises:
@@ -95,7 +95,7 @@ def resolve_data_dir(data: str | os.PathLike[str] | None) -> Path | None:
     path = Path(data).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"data directory {str(path)!r} does not exist")
-    return path
+    return path.resolve()
 
 
 def format_prompt(question: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass
@@ -19,6 +20,8 @@ from pathlib import Path
 import torch
 
 from vpt_gym.learners import TorchLearner
+
+logger = logging.getLogger(__name__)
 
 BASE_FORMAT = "vpt_gym-base-v1"
 """Version of the base-pretraining recipe; part of the cache key (bump when the recipe changes)."""
@@ -37,11 +40,16 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as given.
 
     Raises:
-        ValueError: ``cuda`` requested but not available.
+        ValueError: a device other than auto/cpu/cuda[:N], or ``cuda`` requested but not available.
     """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not accepted; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r} is not accepted; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
     return dev
@@ -165,6 +173,8 @@ def load_or_pretrain_base(config: BaseModelConfig, tokenizer_json: str, corpus: 
         model.load_state_dict(state, strict=False)  # tied lm_head is not stored twice
         model.tie_weights()
         return model
+    logger.info("building the base checkpoint %s: %d steps of pretraining on general text (one-time; cached)",
+                path.name, config.base_steps)
     pretrain_base(model, corpus, config, progress=progress)
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=path.name, suffix=".tmp")

@@ -1,0 +1,45 @@
+"""Bad user input is rejected with a message that names the value and the accepted range."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import vpt_gym  # noqa: F401
+from vpt_gym.agents import DESIGNERS, make_designer
+from vpt_gym.lm.model import resolve_device
+from vpt_gym.runner import run_episode
+
+
+@pytest.mark.parametrize("device", ["tpu", "gpu", "cuda:x"])
+def test_unknown_device_is_a_value_error(device):
+    with pytest.raises(ValueError, match="'auto', 'cpu', 'cuda'"):
+        resolve_device(device)
+
+
+def test_cpu_and_auto_devices_resolve():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+
+
+@pytest.mark.parametrize("budget", [0, -3, 2.5])
+def test_budget_errors_name_the_budget(budget):
+    with pytest.raises(ValueError, match=r"budget \(learner updates per episode\) must be an integer >= 1"):
+        gym.make("vpt/Toy-Alignment-v0", budget=budget)
+
+
+def test_box_action_of_wrong_shape_names_the_shape():
+    env = gym.make("vpt/LM-SoftTargetsContinuous-v0", size="tiny", budget=2, eval_items=1, max_new_tokens=4)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"has shape \(3,\); the action space .* needs \(2,\)"):
+        env.step(np.zeros(3, dtype=np.float32))
+
+
+@pytest.mark.parametrize("bad", ["random", DESIGNERS["random"]])
+def test_run_episode_rejects_names_and_factories(bad):
+    env = gym.make("vpt/Toy-Alignment-v0", budget=4)
+    with pytest.raises(TypeError, match="make_designer"):
+        run_episode(env, bad, seed=0)
+    result = run_episode(env, make_designer("random", env), seed=0)
+    assert result["ledger"]["learner_updates"] == 4 and len(result["actions"]) == 4
