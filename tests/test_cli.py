@@ -98,7 +98,7 @@ def test_run_lm_tiny(tmp_path: Path, data_dir: Path) -> None:
                  "--seed", "0", "--device", "cpu", "--out", str(out), "--no-progress"]) == 0
     result = json.loads(out.read_text())
     assert result["feedback_source"].startswith("gsm8k:")
-    assert str(data_dir / "gsm8k") in result["feedback_source"]
+    assert str((data_dir / "gsm8k").resolve()) in result["feedback_source"]
     assert result["ledger"]["learner_updates"] == 4
     assert result["actions"] == [0] * 4 and set(result["tasks"]) == {"one_hot"}
     assert {"eval_nll", "eval_pass@1"} <= set(result["eval"])
