@@ -9,7 +9,8 @@ import vpt_gym  # noqa: F401  (registers the ids)
 from vpt_gym.budget import Budget, Ledger
 
 LEDGER_FIELDS = ("learner_updates", "learner_forward", "learner_backward", "feedback_forward", "feedback_backward",
-                 "lookahead_forward", "lookahead_backward", "examples", "tokens")
+                 "lookahead_forward", "lookahead_backward", "designer_forward", "designer_backward", "examples",
+                 "tokens")
 
 
 @pytest.mark.parametrize("field", ["learner_updates", "updates_per_decision", "feedback_period"])

@@ -68,6 +68,8 @@ class Ledger:
         feedback_backward: backward passes on feedback batches (g_down refresh).
         lookahead_forward: extra forward passes spent by designers or rewards to evaluate other tasks.
         lookahead_backward: extra backward passes spent by designers or rewards to evaluate other tasks.
+        designer_forward: forward passes of a designer's own network (e.g. the differentiable designer).
+        designer_backward: backward passes of a designer's own network (its meta updates).
         examples: pretraining examples (sequences, images, samples) consumed by learner updates.
         tokens: pretraining tokens consumed by learner updates (0 for non-token data).
     """
@@ -79,6 +81,8 @@ class Ledger:
     feedback_backward: int = 0
     lookahead_forward: int = 0
     lookahead_backward: int = 0
+    designer_forward: int = 0
+    designer_backward: int = 0
     examples: int = 0
     tokens: int = 0
 

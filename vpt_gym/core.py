@@ -51,6 +51,7 @@ class Learner(Protocol):
         device: the device of ``module``.
         lr: learning rate eta (the step size used in the first-order value ``eta * g_down . g_pre``).
         num_parameters: total trainable parameters.
+        alignment_names: names (``named_parameters``) of the alignment subset S, in order.
     """
 
     module: torch.nn.Module

@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from vpt_gym.agents import Designer
+from vpt_gym.core import Task
 
 
 def _plain(value: Any) -> Any:
@@ -91,7 +92,7 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
             designer.observe(action, float(reward), next_obs, terminated, truncated, info)
             obs = next_obs
             total += float(reward)
-            actions.append(_plain(action))
+            actions.append(action.name if isinstance(action, Task) else _plain(action))
             tasks.append(info["task"])
             bar.n = info["learner_updates"]
             bar.set_postfix(task=info["task"], pretrain_loss=f"{info['pretrain_loss']:.3f}", refresh=False)

@@ -83,9 +83,92 @@ DESIGNERS: dict[str, Callable[[gym.Env], Designer]] = {
 def make_designer(name: str, env: gym.Env) -> Designer:
     """A designer by name for ``env``.
 
+    ``sb3:PATH`` loads a Stable-Baselines3 run folder (:class:`vpt_gym.agents.sb3.SB3Designer`).
+
     Raises:
         ValueError: unknown name (the message lists :data:`DESIGNERS`).
     """
+    if name.startswith("sb3:"):
+        from vpt_gym.agents.sb3 import SB3Designer
+
+        return SB3Designer(env, name[len("sb3:"):])
     if name not in DESIGNERS:
         raise ValueError(f"unknown designer {name!r}; accepted: {sorted(DESIGNERS)}")
     return DESIGNERS[name](env)
+
+
+class GreedyDesigner:
+    """Greedy look-ahead: each decision, the task with the largest predicted value at the current state.
+
+    Calls :meth:`~vpt_gym.envs.task_design.TaskDesignEnv.lookahead_values` (one backward to the alignment
+    subset S per candidate task, charged in the ledger as ``lookahead_backward``) and takes the argmax among
+    unmasked tasks (ties: the lowest index). For a ``Box`` action space the candidates are a grid with
+    ``grid_points`` values per dimension.
+
+    Source: the first-order value of V-Pretraining (arXiv 2601.22108, v2 Eq. 8-9), maximized greedily over
+    the task menu instead of by a trained designer.
+
+    Raises:
+        ValueError: ``grid_points`` < 2, or an action space other than ``Discrete``/``Box``.
+    """
+
+    name = "greedy"
+
+    def __init__(self, env: gym.Env, *, grid_points: int = 5) -> None:
+        if grid_points < 2:
+            raise ValueError(f"grid_points must be >= 2, got {grid_points}")
+        self.env = env.unwrapped
+        space = env.action_space
+        if isinstance(space, gym.spaces.Discrete):
+            self.candidates: list[Any] = [int(space.start + i) for i in range(space.n)]
+        elif isinstance(space, gym.spaces.Box):
+            axes = [np.linspace(lo, hi, grid_points) for lo, hi in zip(space.low.ravel(), space.high.ravel())]
+            mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, space.low.size)
+            self.candidates = [p.reshape(space.shape).astype(space.dtype) for p in mesh]
+        else:
+            raise ValueError(f"GreedyDesigner supports Discrete and Box action spaces, got {space}")
+        self.discrete = isinstance(space, gym.spaces.Discrete)
+
+    def reset(self, seed: int | None = None) -> None:
+        return None
+
+    def act(self, observation: np.ndarray, info: dict[str, Any]) -> Any:
+        values = self.env.lookahead_values(self.candidates)
+        if self.discrete:
+            values = np.where(self.env.action_masks(), values, -np.inf)
+        return self.candidates[int(np.argmax(values))]
+
+    def observe(self, action, reward, observation, terminated, truncated, info) -> None:
+        return None
+
+
+DESIGNERS["greedy"] = GreedyDesigner
+
+
+from vpt_gym.agents.bandits import (  # noqa: E402  (bandits needs nothing from this module)
+    DiscountedUCBDesigner,
+    EpsilonGreedyDesigner,
+    EXP3Designer,
+    RoundRobinDesigner,
+    ThompsonSamplingDesigner,
+    UCB1Designer,
+)
+
+DESIGNERS.update({cls.name: cls for cls in (RoundRobinDesigner, EpsilonGreedyDesigner, UCB1Designer, EXP3Designer,
+                                             ThompsonSamplingDesigner, DiscountedUCBDesigner)})
+
+
+def _vpretraining(env: gym.Env) -> Designer:
+    from vpt_gym.agents.vpretraining import VPretrainingDesigner
+
+    return VPretrainingDesigner(env)
+
+
+def _vpretraining_random_feedback(env: gym.Env) -> Designer:
+    from vpt_gym.agents.vpretraining import VPretrainingDesigner
+
+    return VPretrainingDesigner(env, feedback="random")
+
+
+DESIGNERS["vpretraining"] = _vpretraining
+DESIGNERS["vpretraining_random_feedback"] = _vpretraining_random_feedback

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, SupportsFloat
+from typing import Any, Sequence, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -143,6 +143,7 @@ class TaskDesignEnv(gym.Env):
         self.ema_decay = float(ema_decay)
         self.divergence_penalty = float(divergence_penalty)
         self.evaluate_at_end = bool(evaluate_at_end)
+        self.forward_mode_lookahead = True
 
         self.action_space = task_space.action_space
         self._discrete = isinstance(self.action_space, spaces.Discrete)
@@ -188,6 +189,94 @@ class TaskDesignEnv(gym.Env):
         if masks is None:
             return np.ones(self.num_menu, dtype=bool)
         return np.asarray(masks(), dtype=bool)
+
+    @property
+    def pending_batch(self) -> Any:
+        """The batch the next update will use (sampled before the decision; see the observation)."""
+        return self._batch
+
+    @property
+    def pending_outputs(self) -> Any:
+        """The learner's outputs on :attr:`pending_batch` (e.g. logits [batch, seq, vocab], with graph)."""
+        return self._outputs
+
+    def value_derivative(self, tangent: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable-task hook: (C, D) with D = tangent . grad_S log p on the pending batch's candidates.
+
+        For a target q on C the value of the next update is ``-lr * mean_t sum_k q D`` with tangent = g_down
+        (the default), so a designer can differentiate the value through q (V-Pretraining v2 Algorithm 1).
+        Cost: one forward-mode pass, charged as ``lookahead_forward``.
+
+        Args:
+            tangent: a direction on S (default: the current g_down), tensors shaped like S.
+
+        Returns:
+            (C [batch, seq - 1, K] int64, D [batch, seq - 1, K] float32), detached.
+
+        Raises:
+            RuntimeError: outside a running episode. NotImplementedError: the task space has no such hook.
+        """
+        if not self._ready or self._done:
+            raise RuntimeError("value_derivative() needs a running episode: call reset() first")
+        hook = getattr(self.task_space, "value_derivative", None)
+        if hook is None:
+            raise NotImplementedError(f"{type(self.task_space).__name__} has no differentiable-task hook")
+        self._ledger.lookahead_forward += 1
+        return hook(self.learner, self._batch, self._outputs, self._g_down if tangent is None else tangent)
+
+    def charge(self, *, designer_forward: int = 0, designer_backward: int = 0) -> None:
+        """Record passes a designer spent on its own network (e.g. a meta update) in the ledger.
+
+        Raises:
+            ValueError: a negative count.
+        """
+        if designer_forward < 0 or designer_backward < 0:
+            raise ValueError(f"pass counts must be >= 0, got {designer_forward}, {designer_backward}")
+        self._ledger.designer_forward += int(designer_forward)
+        self._ledger.designer_backward += int(designer_backward)
+
+    def lookahead_values(self, actions: Sequence[Any] | None = None) -> np.ndarray:
+        """Designer look-ahead: the value of each action's task for the next update, without taking it.
+
+        For each action, the alignment value ``eta * g_down,S . g_pre,S(task)`` on the batch the next update
+        will use (its forward is reused) at the current learner state, with the current cached g_down — the
+        same quantity as the ``alignment`` reward. The learner is not changed.
+
+        Args:
+            actions: actions to evaluate (default: every task of a ``Discrete`` menu, in index order).
+
+        Returns:
+            shape [num_actions], float64, unit of L_down (e.g. nats/token).
+
+        Cost:
+            where the task space is linear in its targets (soft-target LM menus) and
+            ``forward_mode_lookahead`` is True: ONE forward-mode pass for all actions (DESIGN.md §7), charged
+            as one ``lookahead_forward``; otherwise one backward to the alignment subset S per action,
+            charged as ``lookahead_backward`` (the forward is shared with the update).
+
+        Raises:
+            RuntimeError: before ``reset`` or after the episode ended.
+            ValueError: an action outside the action space, or ``actions=None`` on a ``Box`` space.
+        """
+        if not self._ready or self._done:
+            raise RuntimeError("lookahead_values() needs a running episode: call reset() first")
+        if actions is None:
+            if not self._discrete:
+                raise ValueError(f"actions=None is only defined for a Discrete menu; pass actions for {self.action_space}")
+            actions = list(range(self.action_space.n))
+        tasks = [self.task_space.task(self._resolve_action(a)[0]) for a in actions]
+        lr = float(self.learner.lr)
+        linear_values = getattr(self.task_space, "linear_values", None)
+        if linear_values is not None and self.forward_mode_lookahead:
+            self._ledger.lookahead_forward += 1
+            return lr * linear_values(self.learner, self._batch, self._outputs, self._g_down, tasks)
+        values = np.empty(len(tasks), dtype=np.float64)
+        for i, task in enumerate(tasks):
+            loss = self.task_space.loss(self._batch, self._outputs, task)
+            g_task = self.learner.subset_gradient(loss, retain_graph=True)
+            self._ledger.lookahead_backward += 1
+            values[i] = gradient_stats(self._g_down, g_task, lr).alignment
+        return values
 
     # --------------------------------------------------------------------------------------------- reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -262,11 +351,24 @@ class TaskDesignEnv(gym.Env):
             raise ValueError(f"action {action!r} is outside the action space {space} (low={space.low}, high={space.high})")
         return a, False
 
+    def _resolve_task(self, task: Task) -> Task:
+        accepts = getattr(self.task_space, "accepts", None)
+        if accepts is None or not accepts(task):
+            raise ValueError(f"task {task.name!r} (family {task.family!r}) is not accepted by "
+                             f"{type(self.task_space).__name__}")
+        if self.budget.updates_per_decision != 1:
+            raise ValueError("a designer-built Task describes one batch: it needs updates_per_decision=1, "
+                             f"got {self.budget.updates_per_decision}")
+        return task
+
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Run ``updates_per_decision`` learner updates on the task the action picks.
 
         Args:
-            action: an element of ``action_space``.
+            action: an element of ``action_space``; or, through the differentiable-task hook, a
+                :class:`~vpt_gym.core.Task` built by a designer for the pending batch (e.g. family
+                ``given_targets`` of the LM task space; needs ``updates_per_decision == 1``). Such a task is
+                reported by name in ``info["task"]`` and not counted in the per-task observation entries.
 
         Returns:
             (observation, reward, terminated, truncated, info) — see the class docstring.
@@ -275,11 +377,13 @@ class TaskDesignEnv(gym.Env):
             ValueError: the action is outside ``action_space`` (raised before any update).
             RuntimeError: ``step`` before ``reset`` or after the episode ended.
         """
-        action, masked = self._resolve_action(action)
+        if isinstance(action, Task):
+            task, k, masked = self._resolve_task(action), None, False
+        else:
+            action, masked = self._resolve_action(action)
+            task, k = self.task_space.task(action), self.task_space.menu_index(action)
         if not self._ready or self._done:
             raise RuntimeError("call reset() before step(): the episode has not started or has ended")
-        task = self.task_space.task(action)
-        k = self.task_space.menu_index(action)
         est = self.value_estimator
         lr = float(self.learner.lr)
         reward = 0.0
@@ -399,10 +503,11 @@ class TaskDesignEnv(gym.Env):
             standard_alignment=std_alignment,
         )
 
-    def _record(self, k: int, loss_value: float, stats: GradientStats) -> None:
+    def _record(self, k: int | None, loss_value: float, stats: GradientStats) -> None:
         d = self.ema_decay
-        self._counts[k] += 1
-        self._last_value[k] = stats.alignment
+        if k is not None:
+            self._counts[k] += 1
+            self._last_value[k] = stats.alignment
         log_norm = _log10(stats.g_pre_norm)
         self._ema_pre = loss_value if self._ema_pre is None else d * self._ema_pre + (1 - d) * loss_value
         self._ema_log_g_pre = log_norm if self._ema_log_g_pre is None else d * self._ema_log_g_pre + (1 - d) * log_norm
@@ -419,7 +524,7 @@ class TaskDesignEnv(gym.Env):
             _log10(self._g_down_norm),
             self._ema_cos if self._ema_cos is not None else 0.0,
         ]
-        freq = self._counts / updates if updates else np.zeros(k)
+        freq = self._counts / updates if updates else np.zeros(k)  # designer-built tasks are not counted
         obs = np.concatenate([np.asarray(base, dtype=np.float64), self._last_value, freq, self._descriptors])
         obs = np.nan_to_num(obs, nan=0.0, posinf=VALUE_CAP, neginf=-VALUE_CAP)
         return np.clip(obs, self._obs_low, self._obs_high).astype(np.float32)

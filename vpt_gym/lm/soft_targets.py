@@ -14,7 +14,8 @@ next-token prediction (the standard task).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+import warnings
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +25,16 @@ from gymnasium import spaces
 from vpt_gym.core import Task
 from vpt_gym.lm.stream import TokenBatch
 
+GIVEN_TARGETS = "given_targets"
+"""Family of a designer-built task (the differentiable-task hook): ``params = {"candidates": C, "q": q}`` with
+C [batch, seq - 1, K] int64 and q [batch, seq - 1, K] float32 (detached, rows sum to 1) for one batch."""
+
 TEMPERATURE_RANGE = (0.25, 4.0)
+
+
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 -> float32; float32 and float64 kept (losses are never computed below float32)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 """Temperature range of the continuous variant (log-uniform mapping of action[1] in [-1, 1])."""
 
 
@@ -71,14 +81,51 @@ def soft_targets(
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     cand = candidate_set(logits, gold, top_k)
-    onehot = (cand == gold[..., None]).float()
+    onehot = (cand == gold[..., None]).to(_at_least_float32(logits).dtype)
     if family == "one_hot" or alpha == 0.0:
         return cand, onehot
     if family == "uniform":
         r = torch.full_like(onehot, 1.0 / top_k)
     else:
-        r = torch.softmax(logits.detach().float().gather(-1, cand) / temperature, dim=-1)
+        r = torch.softmax(_at_least_float32(logits.detach()).gather(-1, cand) / temperature, dim=-1)
     return cand, (1.0 - alpha) * onehot + alpha * r
+
+
+def log_prob_jvp(module: torch.nn.Module, input_ids: torch.Tensor, candidates: torch.Tensor,
+                 subset: dict[str, torch.Tensor], tangent: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Directional derivative of the candidates' log-probabilities along a parameter direction on S.
+
+    D[b, t, k] = sum_i tangent_i . d/dtheta_i log p_theta(C[b, t, k] | input_ids[b, :t+1]), for theta_i in S,
+    by one forward-mode pass (``torch.func.jvp`` through ``functional_call``; tangent nonzero only on S).
+    With tangent = g_down this is the D of DESIGN.md §7: for any target q on C, the value is
+    eta * g_down . g_pre(q) = -eta * mean_t sum_k q[b, t, k] D[b, t, k] (the soft-target loss is linear in q).
+
+    Args:
+        module: causal LM returning ``.logits`` [batch, seq, vocab].
+        input_ids: shape [batch, seq], int64, on the module's device.
+        candidates: shape [batch, seq - 1, K], int64 (position t predicts token t + 1).
+        subset: name -> parameter of S (``named_parameters`` names).
+        tangent: tensors shaped like ``subset``'s values, same order.
+
+    Returns:
+        D, shape [batch, seq - 1, K], float32 (float64 for a float64 model). No ``.grad`` is touched.
+    """
+    from torch.func import functional_call, jvp
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    names = list(subset)
+    primals = tuple(subset[n].detach() for n in names)
+    tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals))
+
+    def log_probs(*params: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(module, dict(zip(names, params)), (), {"input_ids": input_ids}).logits
+        return F.log_softmax(_at_least_float32(logits[:, :-1]), dim=-1).gather(-1, candidates)
+
+    # the math SDPA backend has forward-mode AD on every device (the fused CPU kernel has none)
+    with sdpa_kernel(SDPBackend.MATH), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        _, derivative = jvp(log_probs, primals, tangents)
+    return derivative
 
 
 class SoftTargetTaskSpace:
@@ -162,11 +209,57 @@ class SoftTargetTaskSpace:
     def menu_index(self, action) -> int:
         return 0 if self.continuous else int(action)
 
+    def accepts(self, task: Task) -> bool:
+        """Whether ``task`` (a menu task or a ``given_targets`` task) can be run by this task space."""
+        if task.family != GIVEN_TARGETS:
+            return task.family in ("one_hot", "uniform", "self_distill")
+        cand, q = task.params.get("candidates"), task.params.get("q")
+        return (isinstance(cand, torch.Tensor) and isinstance(q, torch.Tensor) and cand.shape == q.shape
+                and cand.ndim == 3 and not q.requires_grad)
+
+    def targets(self, batch: TokenBatch, outputs: torch.Tensor, task: Task) -> tuple[torch.Tensor, torch.Tensor]:
+        """(candidates C [batch, seq - 1, K] int64, target q [batch, seq - 1, K] float32) of ``task``."""
+        if task.family == GIVEN_TARGETS:
+            return task.params["candidates"], task.params["q"]
+        logits = outputs[:, :-1]
+        gold = batch.input_ids[:, 1:].to(logits.device)
+        family = "one_hot" if task.family == "one_hot" else task.family
+        return soft_targets(logits, gold, family=family, alpha=float(task.params.get("alpha", 0.0)),
+                            top_k=self.top_k, temperature=float(task.params.get("temperature", 1.0)))
+
+    def value_derivative(self, learner: Any, batch: TokenBatch, outputs: torch.Tensor,
+                         tangent: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(C, D): the candidate set of the batch and D = tangent . grad_S log p on it (:func:`log_prob_jvp`).
+
+        Shapes [batch, seq - 1, K]; C int64, D float32. Cost: one forward-mode pass of the learner.
+        """
+        logits = outputs[:, :-1]
+        gold = batch.input_ids[:, 1:].to(logits.device)
+        cand = candidate_set(logits, gold, self.top_k)
+        subset = dict(zip(learner.alignment_names, learner.alignment_parameters()))
+        return cand, log_prob_jvp(learner.module, batch.input_ids.to(learner.device), cand, subset, tangent)
+
+    def linear_values(self, learner: Any, batch: TokenBatch, outputs: torch.Tensor,
+                      g_down: Sequence[torch.Tensor], tasks: Sequence[Task]) -> np.ndarray:
+        """g_down,S . g_pre,S(task) for every task from ONE forward-mode pass (cost independent of K).
+
+        The soft-target loss is linear in its target, so g_down . g_pre(q) = -mean_t sum_k q D (DESIGN.md §7).
+
+        Returns:
+            shape [len(tasks)], float64.
+        """
+        _, derivative = self.value_derivative(learner, batch, outputs, g_down)
+        values = [-(self.targets(batch, outputs, t)[1] * derivative).sum(-1).mean() for t in tasks]
+        return torch.stack(values).double().cpu().numpy()
+
     def loss(self, batch: TokenBatch, outputs: torch.Tensor, task: Task) -> torch.Tensor:
         """Soft-target cross-entropy, scalar float32, mean over [batch, seq - 1] predicted positions."""
         logits = outputs[:, :-1]
         gold = batch.input_ids[:, 1:].to(logits.device)
-        logp = F.log_softmax(logits.float(), dim=-1)
+        logp = F.log_softmax(_at_least_float32(logits), dim=-1)
+        if task.family == GIVEN_TARGETS:
+            cand, q = task.params["candidates"], task.params["q"]
+            return -(q.to(logp.device) * logp.gather(-1, cand.to(logp.device))).sum(-1).mean()
         alpha = float(task.params.get("alpha", 0.0))
         if task.family == "one_hot" or alpha == 0.0:
             return -logp.gather(-1, gold[..., None]).mean()

@@ -1,0 +1,98 @@
+"""Greedy look-ahead: the env's look-ahead hook and the greedy designer."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import vpt_gym  # noqa: F401
+from vpt_gym.agents import GreedyDesigner, make_designer
+from vpt_gym.envs.toy import oracle_action
+from vpt_gym.runner import run_episode
+
+
+class _OracleDesigner:
+    name = "oracle"
+
+    def __init__(self, env):
+        self.env = env
+
+    def reset(self, seed=None):
+        return None
+
+    def act(self, observation, info):
+        return oracle_action(self.env)
+
+    def observe(self, *args):
+        return None
+
+
+def test_lookahead_values_match_the_hand_computation_and_the_reward():
+    env = gym.make("vpt/Toy-Alignment-v0", budget=16)
+    base = env.unwrapped
+    env.reset(seed=4)
+    env.step(2)
+    theta = base.learner.module.theta.detach().clone()
+    g_down = base.g_down[0]
+    before = base.ledger.lookahead_backward
+    values = base.lookahead_values()
+    assert base.ledger.lookahead_backward == before + base.action_space.n
+    for a, task in enumerate(base.task_space.tasks):
+        g_pre = theta - base.task_space.samples(base._batch, task).mean(dim=0)
+        assert values[a] == pytest.approx(base.learner.lr * float(g_down @ g_pre), rel=1e-12)
+    assert torch.equal(base.learner.module.theta.detach(), theta)  # the look-ahead changed nothing
+    best = int(np.argmax(values))
+    _, reward, _, _, info = env.step(best)
+    assert reward == pytest.approx(values[best], rel=1e-12) and info["alignment"] == pytest.approx(values[best])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_greedy_reaches_the_oracle_return_and_beats_random_at_matched_budget(seed):
+    env = gym.make("vpt/Toy-Alignment-v0", budget=256)
+    greedy = run_episode(env, make_designer("greedy", env), seed=seed)
+    oracle = run_episode(env, _OracleDesigner(env.unwrapped), seed=seed)
+    random = run_episode(env, make_designer("random", env), seed=seed)
+    assert greedy["return"] >= 0.95 * oracle["return"]
+    assert greedy["return"] > random["return"] + 5.0
+    for row in (greedy, oracle, random):
+        assert row["ledger"]["learner_updates"] == 256
+    assert greedy["ledger"]["lookahead_backward"] == 256 * env.action_space.n
+    assert oracle["ledger"]["lookahead_backward"] == random["ledger"]["lookahead_backward"] == 0
+
+
+def test_greedy_on_a_box_space_uses_a_grid_and_is_charged():
+    env = gym.make("vpt/LM-SoftTargetsContinuous-v0", size="tiny", budget=2, eval_items=1, max_new_tokens=4)
+    designer = GreedyDesigner(env, grid_points=3)
+    assert len(designer.candidates) == 9
+    row = run_episode(env, designer, seed=0)
+    # the soft-target menu is linear in its targets: one forward-mode pass values all 9 candidates
+    assert row["ledger"]["lookahead_forward"] == 2 and row["ledger"]["lookahead_backward"] == 0
+    assert row["ledger"]["learner_updates"] == 2
+    env.unwrapped.forward_mode_lookahead = False
+    row = run_episode(env, designer, seed=0)
+    assert row["ledger"]["lookahead_backward"] == 2 * 9 and row["ledger"]["lookahead_forward"] == 0
+
+
+def test_forward_mode_lookahead_equals_per_task_backward_on_the_lm_env():
+    env = gym.make("vpt/LM-SoftTargets-v0", size="tiny", budget=4, eval_items=1, max_new_tokens=4)
+    base = env.unwrapped
+    env.reset(seed=3)
+    env.step(1)
+    fast = base.lookahead_values()
+    base.forward_mode_lookahead = False
+    slow = base.lookahead_values()
+    assert base.ledger.lookahead_forward == 1 and base.ledger.lookahead_backward == base.action_space.n
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-7 * np.abs(slow).max())
+
+
+def test_lookahead_needs_a_running_episode_and_valid_actions():
+    env = gym.make("vpt/Toy-Alignment-v0", budget=2)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.unwrapped.lookahead_values()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.unwrapped.lookahead_values([0, 99])
+    with pytest.raises(ValueError, match="grid_points"):
+        GreedyDesigner(env, grid_points=1)
