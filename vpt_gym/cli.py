@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -43,8 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.env_id not in ENV_IDS:
         raise SystemExit(f"error: unknown env id {args.env_id!r}; registered: {sorted(ENV_IDS)}")
-    if args.designer not in DESIGNERS:
-        raise SystemExit(f"error: unknown designer {args.designer!r}; accepted: {sorted(DESIGNERS)}")
+    if args.designer not in DESIGNERS and not args.designer.startswith("sb3:"):
+        raise SystemExit(f"error: unknown designer {args.designer!r}; accepted: {sorted(DESIGNERS)} or sb3:RUN_DIR")
     if args.budget is not None and args.budget < 1:
         raise SystemExit(f"error: --budget must be >= 1, got {args.budget}")
     if args.out is not None and Path(args.out).is_dir():
@@ -53,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         env = gym.make(args.env_id, **_env_kwargs(args))
         designer = make_designer(args.designer, env)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ImportError) as exc:
         raise SystemExit(f"error: {exc}") from exc
     result = run_episode(env, designer, seed=args.seed, progress=not args.no_progress)
     result["env_kwargs"] = _env_kwargs(args)
@@ -66,25 +67,82 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hyperparameter_overrides(pairs: Sequence[str]) -> dict:
+    """``["gamma=0.9", "policy_kwargs={\"net_arch\": [32, 32]}"]`` -> a dict; values are JSON, else strings."""
+    overrides: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --hyperparameter takes KEY=VALUE, got {pair!r}")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return overrides
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a Stable-Baselines3 designer and save its run folder (model.zip, config.json, ...)."""
+    from vpt_gym.agents.sb3 import train
+    from vpt_gym.envs import ENV_IDS
+
+    if args.env_id not in ENV_IDS:
+        raise SystemExit(f"error: unknown env id {args.env_id!r}; registered: {sorted(ENV_IDS)}")
+    if args.budget is not None and args.budget < 1:
+        raise SystemExit(f"error: --budget must be >= 1, got {args.budget}")
+    overrides = _hyperparameter_overrides(args.hyperparameter)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    env_kwargs = _env_kwargs(args)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # SB3's rich progress bar; stdout is the JSON summary
+            out = train(args.env_id, args.algo, args.timesteps, args.seed, args.out, env_kwargs=env_kwargs,
+                        progress=not args.no_progress, normalize=not args.no_normalize, overrides=overrides)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    print(json.dumps({"run_dir": str(out), "designer": f"sb3:{out}", "env_id": args.env_id, "algo": args.algo,
+                      "timesteps": args.timesteps, "seed": args.seed, "env_kwargs": env_kwargs}, indent=2))
+    return 0
+
+
+def _add_env_arguments(parser: argparse.ArgumentParser) -> None:
+    """The env id and the ``gymnasium.make`` options shared by ``run`` and ``train`` (see :func:`_env_kwargs`)."""
+    parser.add_argument("env_id", help="a registered id, e.g. vpt/LM-SoftTargets-v0")
+    parser.add_argument("--budget", type=int, default=None, help="learner updates per episode (default: preset)")
+    parser.add_argument("--reward", default=None, help="alignment | cosine | value_gain | metric_gain | advantage")
+    parser.add_argument("--size", default=None, choices=["tiny", "small", "paper"], help="LM preset (default tiny)")
+    parser.add_argument("--data", default=None, help="data folder with gsm8k/ (default $VPT_GYM_DATA, else the hub "
+                        "when online, else the embedded reasoning-gym default)")
+    parser.add_argument("--model", default=None, help="size=paper: local path or hub id of a causal LM")
+    parser.add_argument("--device", default="auto", help="learner device: auto | cpu | cuda")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``vpt-gym``."""
+    from vpt_gym.agents.sb3 import ALGOS  # names only: SB3 itself is imported by `train`
+
     parser = argparse.ArgumentParser(prog="vpt-gym", description="Task-design environments for (continued) pretraining.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list registered env ids").set_defaults(func=cmd_list)
     run = sub.add_parser("run", help="run one episode of a designer")
-    run.add_argument("env_id", help="a registered id, e.g. vpt/LM-SoftTargets-v0")
-    run.add_argument("--designer", default="fixed", help="designer name (default: fixed)")
-    run.add_argument("--budget", type=int, default=None, help="learner updates per episode (default: preset)")
+    _add_env_arguments(run)
+    run.add_argument("--designer", default="fixed", help="designer name (default: fixed), or sb3:RUN_DIR for a "
+                     "model saved by `vpt-gym train`")
     run.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
-    run.add_argument("--reward", default=None, help="alignment | cosine | value_gain | metric_gain | advantage")
-    run.add_argument("--size", default=None, choices=["tiny", "small", "paper"], help="LM preset (default tiny)")
-    run.add_argument("--data", default=None, help="data folder with gsm8k/ (default $VPT_GYM_DATA, else the hub when online, "
-                     "else the embedded reasoning-gym default)")
-    run.add_argument("--model", default=None, help="size=paper: local path or hub id of a causal LM")
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda")
     run.add_argument("--out", default=None, help="write the full result (with action log) as JSON here")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.set_defaults(func=cmd_run)
+    train = sub.add_parser("train", help="train a Stable-Baselines3 designer (needs vpt-gym[sb3])")
+    _add_env_arguments(train)
+    train.add_argument("--algo", default="ppo", choices=sorted(ALGOS),
+                       help="SB3 algorithm with the presets of vpt_gym.agents.sb3.ALGOS (default ppo)")
+    train.add_argument("--timesteps", type=int, required=True, help="decisions to train for (>= 1)")
+    train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    train.add_argument("--out", required=True, help="run folder: model.zip, config.json, vecnormalize.pkl, tb/")
+    train.add_argument("--hyperparameter", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a preset hyperparameter (repeatable; VALUE is JSON), e.g. gamma=0.9")
+    train.add_argument("--no-normalize", action="store_true", help="no VecNormalize of observations and rewards")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.set_defaults(func=cmd_train)
     return parser
 
 
