@@ -6,6 +6,7 @@ the ``slow`` test checks that PPO actually learns to beat the random designer.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -78,7 +79,8 @@ def test_train_writes_a_run_folder(runs: dict[str, Path], algo: str) -> None:
     out = runs[algo]
     assert (out / "model.zip").is_file() and (out / "config.json").is_file() and (out / "vecnormalize.pkl").is_file()
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temp files
-    assert list((out / "tb").rglob("events.out.tfevents.*"))  # tensorboard is installed with the sb3 extra
+    if importlib.util.find_spec("tensorboard") is not None:  # part of the sb3 extra; optional at run time
+        assert list((out / "tb").rglob("events.out.tfevents.*"))
     config = json.loads((out / "config.json").read_text())
     assert config["algo"] == algo and config["env_id"] == TOY and config["env_kwargs"] == {"budget": BUDGET}
     assert config["timesteps"] == TIMESTEPS and config["num_timesteps"] >= TIMESTEPS and config["seed"] == 0
