@@ -267,3 +267,14 @@ def test_ppo_learns_to_beat_random_on_the_toy(tmp_path: Path) -> None:
     print(f"eval_loss: random {random_loss:.4f}; PPO per seed {[round(x, 4) for x in ppo_losses]}")
     assert np.mean(ppo_losses) < random_loss, (ppo_losses, random_loss)
     assert sum(x < random_loss for x in ppo_losses) >= 2, (ppo_losses, random_loss)
+
+
+def test_cli_train_refuses_to_overwrite_a_trained_model(tmp_path):
+    from vpt_gym.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.zip").write_bytes(b"previous model")
+    with pytest.raises(SystemExit, match="already holds a trained model"):
+        main(["train", "vpt/Toy-Alignment-v0", "--timesteps", "8", "--out", str(out), "--no-progress"])
+    assert (out / "model.zip").read_bytes() == b"previous model"

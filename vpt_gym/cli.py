@@ -90,6 +90,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: unknown env id {args.env_id!r}; registered: {sorted(ENV_IDS)}")
     if args.budget is not None and args.budget < 1:
         raise SystemExit(f"error: --budget must be >= 1, got {args.budget}")
+    if (Path(args.out) / "model.zip").exists() and not args.force:
+        raise SystemExit(f"error: {args.out} already holds a trained model; choose another --out or pass --force")
     overrides = _hyperparameter_overrides(args.hyperparameter)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     env_kwargs = _env_kwargs(args)
@@ -135,13 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_env_arguments(train)
     train.add_argument("--algo", default="ppo", choices=sorted(ALGOS),
                        help="SB3 algorithm with the presets of vpt_gym.agents.sb3.ALGOS (default ppo)")
-    train.add_argument("--timesteps", type=int, required=True, help="decisions to train for (>= 1)")
+    train.add_argument("--timesteps", type=int, required=True,
+                       help="decisions to train for (>= 1; on-policy algos round up to whole rollouts)")
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     train.add_argument("--out", required=True, help="run folder: model.zip, config.json, vecnormalize.pkl, tb/")
     train.add_argument("--hyperparameter", action="append", default=[], metavar="KEY=VALUE",
                        help="override a preset hyperparameter (repeatable; VALUE is JSON), e.g. gamma=0.9")
     train.add_argument("--no-normalize", action="store_true", help="no VecNormalize of observations and rewards")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--force", action="store_true", help="overwrite a run folder that already holds a model")
     train.set_defaults(func=cmd_train)
     return parser
 
