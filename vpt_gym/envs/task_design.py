@@ -12,7 +12,14 @@ from gymnasium import spaces
 
 from vpt_gym.budget import Budget, Ledger
 from vpt_gym.core import FeedbackSet, Learner, PretrainStream, Task, TaskSpace
-from vpt_gym.value import GradientStats, UpdateOutcome, ValueEstimator, gradient_stats, make_value_estimator
+from vpt_gym.value import (
+    GradientStats,
+    UpdateOutcome,
+    ValueEstimator,
+    grad_norm,
+    gradient_stats,
+    make_value_estimator,
+)
 
 LOSS_CAP = 1.0e3
 """Upper bound of the loss features of the observation (nats per token or the learner's loss unit)."""
@@ -465,8 +472,7 @@ class TaskDesignEnv(gym.Env):
         self._ledger.feedback_forward += 1
         self._ledger.feedback_backward += 1
         self._feedback_loss = float(loss.detach())
-        stats = gradient_stats(self._g_down, self._g_down, 1.0)
-        self._g_down_norm = stats.g_down_norm
+        self._g_down_norm = float(grad_norm(self._g_down))
         if not (np.isfinite(self._feedback_loss) and np.isfinite(self._g_down_norm)):
             return False
         d = self.ema_decay

@@ -169,6 +169,7 @@ class SoftTargetTaskSpace:
                 raise ValueError(f"temperature {t} must be > 0")
         self.top_k = top_k
         self.alpha_max = alpha_max
+        self._log_prob_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self.continuous = continuous
         self.domain_names = tuple(domain_names)
         self.descriptor_names = tuple(f"fraction_{d}" for d in self.domain_names) + ("loss", "entropy")
@@ -252,11 +253,21 @@ class SoftTargetTaskSpace:
         values = [-(self.targets(batch, outputs, t)[1] * derivative).sum(-1).mean() for t in tasks]
         return torch.stack(values).double().cpu().numpy()
 
+    def _log_probs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """log p [batch, seq - 1, vocab] of ``outputs`` (with graph), computed once per forward and reused by
+        :meth:`describe`, the update's :meth:`loss` and any look-ahead losses on the same batch."""
+        cached = self._log_prob_cache
+        if cached is not None and cached[0] is outputs:
+            return cached[1]
+        logp = F.log_softmax(_at_least_float32(outputs[:, :-1]), dim=-1)
+        self._log_prob_cache = (outputs, logp)
+        return logp
+
     def loss(self, batch: TokenBatch, outputs: torch.Tensor, task: Task) -> torch.Tensor:
         """Soft-target cross-entropy, scalar float32, mean over [batch, seq - 1] predicted positions."""
         logits = outputs[:, :-1]
         gold = batch.input_ids[:, 1:].to(logits.device)
-        logp = F.log_softmax(_at_least_float32(logits), dim=-1)
+        logp = self._log_probs(outputs)
         if task.family == GIVEN_TARGETS:
             cand, q = task.params["candidates"], task.params["q"]
             return -(q.to(logp.device) * logp.gather(-1, cand.to(logp.device))).sum(-1).mean()
@@ -269,10 +280,9 @@ class SoftTargetTaskSpace:
 
     def describe(self, batch: TokenBatch, outputs: torch.Tensor) -> np.ndarray:
         """[domain fractions..., mean one-hot loss (nats/token), mean entropy (nats)], float64."""
+        logp = self._log_probs(outputs).detach()  # outside no_grad: the cached log p keeps its graph
         with torch.no_grad():
-            logits = outputs[:, :-1].detach().float()
-            gold = batch.input_ids[:, 1:].to(logits.device)
-            logp = F.log_softmax(logits, dim=-1)
+            gold = batch.input_ids[:, 1:].to(logp.device)
             nll = -logp.gather(-1, gold[..., None]).mean()
             entropy = -(logp.exp() * logp).sum(-1).mean()
             stats = torch.stack([nll, entropy]).cpu().double().numpy()
