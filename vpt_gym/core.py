@@ -103,6 +103,12 @@ class TaskSpace(Protocol):
         tasks: the named menu (for a ``Box`` space: the single entry describing the family).
         standard_action: the action of the standard task (one-hot NTP, default augmentations, ...).
         descriptor_names / descriptor_low / descriptor_high: the batch descriptors' names and bounds.
+
+    Optional hook for task families whose forward depends on the task (augmentations, masks, data
+    domains): ``task_dependent_forward = True`` and ``materialize(batch, task) -> view``, the task's view of
+    the pending batch (must expose ``num_examples``/``num_tokens``). The env then runs the learner's forward
+    on the view inside ``step`` (not before the observation), calls ``describe(batch, None)`` and
+    ``loss(view, outputs, task)``.
     """
 
     action_space: gym.Space

@@ -151,6 +151,9 @@ class TaskDesignEnv(gym.Env):
         self.divergence_penalty = float(divergence_penalty)
         self.evaluate_at_end = bool(evaluate_at_end)
         self.forward_mode_lookahead = True
+        self._task_dependent = bool(getattr(task_space, "task_dependent_forward", False))
+        if self._task_dependent and not callable(getattr(task_space, "materialize", None)):
+            raise ValueError(f"{type(task_space).__name__} sets task_dependent_forward but has no materialize()")
 
         self.action_space = task_space.action_space
         self._discrete = isinstance(self.action_space, spaces.Discrete)
@@ -259,7 +262,9 @@ class TaskDesignEnv(gym.Env):
             where the task space is linear in its targets (soft-target LM menus) and
             ``forward_mode_lookahead`` is True: ONE forward-mode pass for all actions (DESIGN.md §7), charged
             as one ``lookahead_forward``; otherwise one backward to the alignment subset S per action,
-            charged as ``lookahead_backward`` (the forward is shared with the update).
+            charged as ``lookahead_backward`` (the forward is shared with the update); where the forward
+            depends on the task (``task_space.task_dependent_forward``), also one forward per action,
+            charged as ``lookahead_forward``.
 
         Raises:
             RuntimeError: before ``reset`` or after the episode ended.
@@ -279,8 +284,8 @@ class TaskDesignEnv(gym.Env):
             return lr * linear_values(self.learner, self._batch, self._outputs, self._g_down, tasks)
         values = np.empty(len(tasks), dtype=np.float64)
         for i, task in enumerate(tasks):
-            loss = self.task_space.loss(self._batch, self._outputs, task)
-            g_task = self.learner.subset_gradient(loss, retain_graph=True)
+            loss = self._task_loss(task, lookahead=True)
+            g_task = self.learner.subset_gradient(loss, retain_graph=not self._task_dependent)
             self._ledger.lookahead_backward += 1
             values[i] = gradient_stats(self._g_down, g_task, lr).alignment
         return values
@@ -401,14 +406,16 @@ class TaskDesignEnv(gym.Env):
         for _ in range(self.budget.updates_per_decision):
             if diverged:
                 break
-            batch, outputs = self._batch, self._outputs
-            loss = self.task_space.loss(batch, outputs, task)
             std_alignment = None
             if est.needs_standard_gradient:
-                std_loss = self.task_space.loss(batch, outputs, self._standard_task)
-                g_std = self.learner.subset_gradient(std_loss, retain_graph=True)
+                std_loss = self._task_loss(self._standard_task, lookahead=True)
+                g_std = self.learner.subset_gradient(std_loss, retain_graph=not self._task_dependent)
                 self._ledger.lookahead_backward += 1
                 std_alignment = gradient_stats(self._g_down, g_std, lr).alignment
+            batch = self._batch
+            loss = self._task_loss(task, lookahead=False)
+            if self._task_dependent:
+                batch = self._view
             g_pre = self.learner.backward(loss)
             self._ledger.learner_backward += 1
             stats = gradient_stats(self._g_down, g_pre, lr)
@@ -458,11 +465,34 @@ class TaskDesignEnv(gym.Env):
         return self._ledger.learner_updates >= self.budget.learner_updates
 
     def _prepare_next(self) -> None:
-        """Sample the next pretraining batch and run its forward (reused by the next update)."""
+        """Sample the next pretraining batch and, unless the forward depends on the task, run its forward
+        (reused by the next update)."""
         self._batch = self.stream.next_batch()
-        self._outputs = self.learner.forward(self._batch)
-        self._ledger.learner_forward += 1
+        if self._task_dependent:
+            self._outputs = None
+        else:
+            self._outputs = self.learner.forward(self._batch)
+            self._ledger.learner_forward += 1
         self._descriptors = np.asarray(self.task_space.describe(self._batch, self._outputs), dtype=np.float64)
+
+    def _task_loss(self, task: Task, *, lookahead: bool) -> torch.Tensor:
+        """Pretraining loss of ``task`` on the pending batch.
+
+        Task-independent forwards (soft targets) reuse the pending forward. Where the forward depends on
+        the task (``task_space.task_dependent_forward``: augmentations, masks, data domains),
+        ``task_space.materialize(batch, task)`` builds the task's view of the pending batch and the learner
+        runs a forward on it, charged as ``lookahead_forward`` for a look-ahead, else ``learner_forward``.
+        """
+        if not self._task_dependent:
+            return self.task_space.loss(self._batch, self._outputs, task)
+        view = self.task_space.materialize(self._batch, task)
+        outputs = self.learner.forward(view)
+        if lookahead:
+            self._ledger.lookahead_forward += 1
+        else:
+            self._ledger.learner_forward += 1
+            self._view = view
+        return self.task_space.loss(view, outputs, task)
 
     def _refresh_feedback(self) -> bool:
         """Recompute g_down on a fresh feedback batch; False when it is non-finite."""
