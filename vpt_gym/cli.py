@@ -22,14 +22,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _env_kwargs(args: argparse.Namespace) -> dict:
     kwargs: dict = {"budget": args.budget, "reward": args.reward}
-    if args.env_id.startswith("vpt/LM-"):
+    if not args.env_id.startswith("vpt/Toy-"):
         kwargs.update(size=args.size, device=args.device)
         if args.data is not None:
             kwargs["data"] = str(Path(args.data).expanduser().resolve())
         if args.model is not None:
             kwargs["model"] = args.model
     elif args.data is not None or args.model is not None or args.size is not None:
-        raise SystemExit(f"error: --data/--model/--size apply to vpt/LM-* envs only, not {args.env_id}")
+        raise SystemExit(f"error: --data/--model/--size do not apply to the toy env {args.env_id} (it has no data "
+                         "or model); drop them")
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
@@ -106,6 +107,66 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run a benchmark suite (resumable) into a results JSONL file."""
+    from vpt_gym.benchmark.runner import run_suite
+    from vpt_gym.benchmark.suites import load_suite
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        suite = load_suite(args.suite)
+        rows = run_suite(suite, args.out, designers=args.designers, seeds=args.seeds, workers=args.workers,
+                         backend=args.backend, torch_threads=args.threads, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, ImportError, KeyError) as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    print(f"{len(rows)} episodes written to {args.out}; render with: vpt-gym leaderboard {args.out} --out DIR",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Render LEADERBOARD.md and plots from a results file."""
+    from vpt_gym.benchmark.leaderboard import write_leaderboard
+    from vpt_gym.benchmark.results import read_rows
+
+    try:
+        if not Path(args.results).is_file():
+            raise FileNotFoundError(f"results file {args.results!r} does not exist; run `vpt-gym bench` first")
+        rows = read_rows(args.results)
+        target = write_leaderboard(rows, args.out, source=Path(args.results).name, plots=not args.no_plots,
+                                   command=args.command_note, reps=args.reps)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    print(target.read_text())
+    print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Replay rows of a results file and check their eval metrics; exit 1 on a mismatch."""
+    from vpt_gym.benchmark.results import read_rows
+    from vpt_gym.benchmark.validate import validate_row
+
+    rows = read_rows(args.results) if Path(args.results).is_file() else None
+    if not rows:
+        raise SystemExit(f"error: results file {args.results!r} is missing or empty")
+    indices = range(len(rows)) if args.row is None else [args.row]
+    for i in indices:
+        if not 0 <= i < len(rows):
+            raise SystemExit(f"error: --row {i} is outside 0..{len(rows) - 1}")
+    failed = 0
+    for i in indices:
+        report = validate_row(rows[i])
+        r = rows[i]
+        status = "ok" if report["ok"] else "MISMATCH"
+        print(f"row {i}: {r['env_id']} {r['designer']} seed {r['seed']}: {status} ({report['mode']}, "
+              f"tolerance {report['tolerance']})")
+        for key, (recorded, replayed) in report["mismatches"].items():
+            print(f"  {key}: recorded {recorded}, replayed {replayed}")
+        failed += not report["ok"]
+    return 1 if failed else 0
+
+
 def _add_env_arguments(parser: argparse.ArgumentParser) -> None:
     """The env id and the ``gymnasium.make`` options shared by ``run`` and ``train`` (see :func:`_env_kwargs`)."""
     parser.add_argument("env_id", help="a registered id, e.g. vpt/LM-SoftTargets-v0")
@@ -147,6 +208,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--force", action="store_true", help="overwrite a run folder that already holds a model")
     train.set_defaults(func=cmd_train)
+    bench = sub.add_parser("bench", help="run a benchmark suite into a results JSONL file (resumable)")
+    bench.add_argument("suite", help="suite TOML file, e.g. benchmarks/suites/tiny.toml")
+    bench.add_argument("--out", required=True, help="results JSONL file (appended; finished rows are skipped)")
+    bench.add_argument("--designers", nargs="+", default=None, help="only these designer labels of the suite")
+    bench.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds of the suite")
+    bench.add_argument("--workers", type=int, default=1, help="episodes at once (default 1: in this process)")
+    bench.add_argument("--backend", default="local", choices=["local", "ray"],
+                       help="local worker processes, or Ray tasks (RAY_ADDRESS, else a local Ray instance)")
+    bench.add_argument("--threads", type=int, default=None, help="torch threads per episode (default cores/workers)")
+    bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    bench.set_defaults(func=cmd_bench)
+    board = sub.add_parser("leaderboard", help="render LEADERBOARD.md and plots from a results file")
+    board.add_argument("results", help="results JSONL written by `vpt-gym bench`")
+    board.add_argument("--out", default="leaderboard", help="output folder (default ./leaderboard)")
+    board.add_argument("--no-plots", action="store_true", help="tables only")
+    board.add_argument("--reps", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+    board.add_argument("--command-note", default=None, help="the command that regenerates the results (shown)")
+    board.set_defaults(func=cmd_leaderboard)
+    validate = sub.add_parser("validate", help="replay rows of a results file and check their eval metrics")
+    validate.add_argument("results", help="results JSONL written by `vpt-gym bench`")
+    validate.add_argument("--row", type=int, default=None, help="only this row (0-based; default: all)")
+    validate.set_defaults(func=cmd_validate)
     return parser
 
 

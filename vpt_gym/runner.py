@@ -41,6 +41,7 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(_plain(obj), handle, indent=2, sort_keys=True)
@@ -66,7 +67,9 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
 
     Returns:
         A JSON-safe dict: ``env_id``, ``designer``, ``seed``, ``return``, ``eval``, ``ledger``, ``actions``
-        (the action log), ``tasks`` (task names), ``feedback_source``, ``diverged``, ``wall_clock_s``,
+        (the action log), ``tasks`` (task names), ``trajectory`` (per decision: ``learner_updates``,
+        ``reward``, ``pretrain_loss``, ``feedback_loss``; the loss of the feedback gradient last refreshed),
+        ``feedback_source``, ``diverged``, ``wall_clock_s``,
         ``vpt_gym_version``.
     """
     from tqdm.auto import tqdm
@@ -84,6 +87,7 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
     obs, info = env.reset(seed=seed)
     feedback_source = info.get("feedback_source")
     total, actions, tasks = 0.0, [], []
+    trajectory: dict[str, list] = {"learner_updates": [], "reward": [], "pretrain_loss": [], "feedback_loss": []}
     bar = tqdm(total=base.budget.learner_updates, desc=f"{designer.name}", unit="update", disable=not progress)
     try:
         while True:
@@ -94,6 +98,10 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
             total += float(reward)
             actions.append(action.name if isinstance(action, Task) else _plain(action))
             tasks.append(info["task"])
+            trajectory["learner_updates"].append(int(info["learner_updates"]))
+            trajectory["reward"].append(float(reward))
+            trajectory["pretrain_loss"].append(float(info["pretrain_loss"]))
+            trajectory["feedback_loss"].append(float(info["feedback_loss"]))
             bar.n = info["learner_updates"]
             bar.set_postfix(task=info["task"], pretrain_loss=f"{info['pretrain_loss']:.3f}", refresh=False)
             bar.refresh()
@@ -110,6 +118,7 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
         "ledger": info["ledger"],
         "actions": actions,
         "tasks": tasks,
+        "trajectory": trajectory,
         "feedback_source": feedback_source,
         "diverged": bool(info.get("diverged", False)),
         "terminated": bool(terminated),

@@ -80,21 +80,22 @@ DESIGNERS: dict[str, Callable[[gym.Env], Designer]] = {
 """Designer factories by name (``vpt-gym run --designer NAME``)."""
 
 
-def make_designer(name: str, env: gym.Env) -> Designer:
-    """A designer by name for ``env``.
+def make_designer(name: str, env: gym.Env, **kwargs: Any) -> Designer:
+    """A designer by name for ``env``; ``kwargs`` go to its constructor.
 
     ``sb3:PATH`` loads a Stable-Baselines3 run folder (:class:`vpt_gym.agents.sb3.SB3Designer`).
 
     Raises:
         ValueError: unknown name (the message lists :data:`DESIGNERS`).
+        TypeError: a keyword the designer does not take.
     """
     if name.startswith("sb3:"):
         from vpt_gym.agents.sb3 import SB3Designer
 
-        return SB3Designer(env, name[len("sb3:"):])
+        return SB3Designer(env, name[len("sb3:"):], **kwargs)
     if name not in DESIGNERS:
-        raise ValueError(f"unknown designer {name!r}; accepted: {sorted(DESIGNERS)}")
-    return DESIGNERS[name](env)
+        raise ValueError(f"unknown designer {name!r}; accepted: {sorted(DESIGNERS)} or sb3:RUN_DIR")
+    return DESIGNERS[name](env, **kwargs)
 
 
 class GreedyDesigner:
@@ -158,16 +159,16 @@ DESIGNERS.update({cls.name: cls for cls in (RoundRobinDesigner, EpsilonGreedyDes
                                              ThompsonSamplingDesigner, DiscountedUCBDesigner)})
 
 
-def _vpretraining(env: gym.Env) -> Designer:
+def _vpretraining(env: gym.Env, **kwargs: Any) -> Designer:
     from vpt_gym.agents.vpretraining import VPretrainingDesigner
 
-    return VPretrainingDesigner(env)
+    return VPretrainingDesigner(env, **kwargs)
 
 
-def _vpretraining_random_feedback(env: gym.Env) -> Designer:
+def _vpretraining_random_feedback(env: gym.Env, **kwargs: Any) -> Designer:
     from vpt_gym.agents.vpretraining import VPretrainingDesigner
 
-    return VPretrainingDesigner(env, feedback="random")
+    return VPretrainingDesigner(env, feedback="random", **kwargs)
 
 
 DESIGNERS["vpretraining"] = _vpretraining

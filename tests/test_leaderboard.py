@@ -1,0 +1,113 @@
+"""Leaderboard: golden file from a real results file, statistics by hand, budget parity, plots, CLI, Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vpt_gym import __version__
+from vpt_gym.benchmark.leaderboard import boards, render_markdown, write_leaderboard
+from vpt_gym.benchmark.results import read_rows
+
+DATA = Path(__file__).resolve().parent / "data"
+RESULTS = DATA / "golden_results.jsonl"
+GOLDEN = DATA / "golden_LEADERBOARD.md"
+
+pytest.importorskip("rliable")
+
+
+FAST = 200  # bootstrap resamples where the test does not check the published intervals
+
+
+def _rows() -> list[dict]:
+    return read_rows(RESULTS)
+
+
+def test_markdown_matches_the_golden_file() -> None:
+    text = render_markdown(boards(_rows()), source=RESULTS.name).replace(f"vpt-gym {__version__}", "vpt-gym VERSION")
+    if os.environ.get("VPT_GYM_UPDATE_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "rerun with VPT_GYM_UPDATE_GOLDEN=1 if the change is intended"
+
+
+def test_iqm_and_improvement_by_hand() -> None:
+    board = boards(_rows(), reps=FAST)[0]
+    assert board.env_id == "vpt/Toy-Alignment-v0" and board.budget == 16 and not board.higher_is_better
+    by_name = {d.designer: d for d in board.designers}
+    fixed = np.sort(by_name["fixed"].scores)
+    assert by_name["fixed"].iqm == pytest.approx(fixed[1:4].mean(), rel=1e-12)  # 5 runs: IQM = middle three
+    # paired improvement (lower is better): IQM of fixed - greedy per seed
+    diff = np.sort(np.asarray(by_name["fixed"].scores) - np.asarray(by_name["greedy"].scores))
+    assert by_name["greedy"].improvement == pytest.approx(diff[1:4].mean(), rel=1e-12)
+    for d in board.designers:
+        lo, hi = d.iqm_ci
+        assert lo <= d.iqm <= hi
+    assert by_name["fixed"].improvement is None and by_name["fixed"].extra_passes_per_update == 0.0
+    assert by_name["greedy"].extra_passes_per_update == 5.0  # one backward per task of the 5-task menu
+    # ranked best first (lowest eval loss)
+    assert [d.iqm for d in board.designers] == sorted(d.iqm for d in board.designers)
+
+
+def test_refuses_to_rank_different_budgets_or_mixed_suites() -> None:
+    rows = _rows()
+    other = json.loads(json.dumps(rows[0]))
+    other["budget"], other["designer"] = 32, "long"
+    other["ledger"]["learner_updates"] = 32
+    with pytest.raises(ValueError, match="refusing to rank designers with different learner-update budgets"):
+        boards(rows + [other], reps=FAST)
+    short = json.loads(json.dumps(rows[0]))
+    short["ledger"]["learner_updates"] = 15
+    with pytest.raises(ValueError, match="spent 15 learner updates, not the budget 16"):
+        boards([short] + rows[1:], reps=FAST)
+    mixed = json.loads(json.dumps(rows[0]))
+    mixed["suite"] = "other"
+    with pytest.raises(ValueError, match="mix suites"):
+        boards(rows + [mixed], reps=FAST)
+    with pytest.raises(ValueError, match="no rows"):
+        boards([])
+    with pytest.raises(ValueError, match="reps must be an integer >= 100, got 10"):
+        boards(rows, reps=10)
+
+
+def test_write_leaderboard_is_deterministic_with_plots(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    a = write_leaderboard(_rows(), tmp_path / "a", source="r.jsonl", reps=FAST)
+    b = write_leaderboard(_rows(), tmp_path / "b", source="r.jsonl", reps=FAST)
+    files = sorted(p.name for p in a.parent.iterdir())
+    assert files == ["LEADERBOARD.md", "aggregate.png", "vpt_Toy-Alignment-v0_curves.png",
+                     "vpt_Toy-Alignment-v0_tasks.png"]
+    for name in files:
+        assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes(), name
+    assert "![vpt_Toy-Alignment-v0_curves](vpt_Toy-Alignment-v0_curves.png)" in a.read_text()
+
+
+def test_cli_leaderboard_and_validate(tmp_path: Path, capsys) -> None:
+    from vpt_gym.cli import main
+
+    assert main(["leaderboard", str(RESULTS), "--out", str(tmp_path / "lb"), "--no-plots", "--reps", "200"]) == 0
+    assert "| 1 | greedy |" in capsys.readouterr().out
+    assert main(["validate", str(RESULTS), "--row", "0"]) == 0
+    assert "row 0: vpt/Toy-Alignment-v0 fixed seed 0: ok (replay, tolerance 0.0)" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--row 99 is outside 0..19"):
+        main(["validate", str(RESULTS), "--row", "99"])
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["leaderboard", str(tmp_path / "missing.jsonl")])
+
+
+def test_ray_backend_on_a_local_instance(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    from vpt_gym.benchmark.runner import run_suite
+    from vpt_gym.benchmark.suites import parse_suite
+
+    suite = parse_suite({"name": "ray", "version": 1, "seeds": [0, 1], "designers": ["fixed", "ucb1"],
+                         "envs": [{"id": "vpt/Toy-Alignment-v0", "budget": 8, "metric": "eval_loss",
+                                   "higher_is_better": False}]})
+    local = {(r["designer"], r["seed"]): r["eval"] for r in run_suite(suite, tmp_path / "a.jsonl", progress=False,
+                                                                      torch_threads=1)}
+    rows = run_suite(suite, tmp_path / "b.jsonl", backend="ray", workers=2, progress=False, torch_threads=1)
+    assert len(rows) == 4 and {(r["designer"], r["seed"]): r["eval"] for r in rows} == local
+    assert run_suite(suite, tmp_path / "b.jsonl", backend="ray", workers=2, progress=False) == []  # resumable

@@ -1,0 +1,284 @@
+"""The benchmark runner: every (env, designer, seed) episode of a suite, resumable, local or on Ray.
+
+Episodes are plain data (:class:`EpisodeSpec`), run by :func:`run_spec` in the main process, in local
+worker processes (``spawn``/``forkserver``; torch threads set per worker) or as Ray tasks. Only the main
+process writes the results file, one atomic line per finished episode (:mod:`vpt_gym.benchmark.results`);
+a rerun skips every finished row, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from vpt_gym.benchmark.results import append_row, read_rows, repair, row_key
+from vpt_gym.benchmark.suites import DesignerEntry, Suite
+
+log = logging.getLogger(__name__)
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpisodeSpec:
+    """Everything needed to run one benchmark episode in any process (picklable plain data).
+
+    Attributes:
+        suite, suite_version, config_hash: the suite identity (see :meth:`Suite.config_hash`).
+        env_id, env_kwargs, budget, metric, higher_is_better: the env entry.
+        designer: the leaderboard label; designer_name / designer_kwargs: how it is built
+            (``sb3:RUN_DIR`` for a trained SB3 agent); designer_config: its suite entry (for the row).
+        seed: the episode seed.
+        torch_threads: ``torch.set_num_threads`` in the process that runs the episode (>= 1).
+    """
+
+    suite: str
+    suite_version: int
+    config_hash: str
+    env_id: str
+    env_kwargs: Mapping[str, Any]
+    budget: int
+    metric: str
+    higher_is_better: bool
+    designer: str
+    designer_name: str
+    designer_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    designer_config: Mapping[str, Any] = field(default_factory=dict)
+    seed: int
+    torch_threads: int = 1
+
+    def key(self) -> tuple:
+        return (self.suite, self.env_id, self.designer, self.seed, self.config_hash)
+
+
+def run_spec(spec: EpisodeSpec) -> dict[str, Any]:
+    """Run one episode and return its results row (JSON-safe).
+
+    The row holds the episode identity (suite, env id, designer label and config, seed, config hash), the
+    package and torch versions, the primary metric's value, ``eval``, ``return``, the full ``ledger``, the
+    action log (``actions``, ``tasks``), the per-decision ``trajectory`` and ``wall_clock_s``.
+    """
+    import gymnasium as gym
+    import torch
+
+    import vpt_gym  # noqa: F401  (registers the ids in a fresh worker)
+    from vpt_gym.agents import make_designer
+    from vpt_gym.runner import run_episode
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(spec.torch_threads)
+    try:
+        env = gym.make(spec.env_id, **dict(spec.env_kwargs))
+        try:
+            designer = make_designer(spec.designer_name, env, **dict(spec.designer_kwargs))
+            result = run_episode(env, designer, seed=spec.seed)
+            learner = getattr(env.unwrapped, "learner", None)
+            result["device"] = str(getattr(learner, "device", "cpu"))
+        finally:
+            env.close()
+    finally:
+        torch.set_num_threads(previous)
+    row = {k: v for k, v in asdict(spec).items() if k not in ("designer_kwargs",)}
+    row.update(result)
+    row["designer"] = spec.designer  # the label (run_episode reports the designer's own name)
+    row["designer_kwargs"] = dict(spec.designer_kwargs)
+    row["metric_value"] = result["eval"].get(spec.metric)
+    row["torch_version"] = torch.__version__
+    row["data"] = os.environ.get("VPT_GYM_DATA")
+    return row
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _sb3_run_dir(out: Path, designer: DesignerEntry, env_id: str) -> Path:
+    slug = env_id.replace("/", "_")
+    return out.parent / f"{out.stem}.agents" / designer.label / slug
+
+
+def _train_sb3(suite: Suite, designer: DesignerEntry, env_id: str, out: Path, progress: bool) -> Path:
+    """Train (once) the SB3 agent of ``designer`` on ``env_id``; a finished run folder is reused."""
+    import json
+
+    from vpt_gym.agents.sb3 import train
+
+    assert designer.train is not None
+    folder = _sb3_run_dir(out, designer, env_id)
+    env_kwargs = suite.env(env_id).make_kwargs()
+    config = folder / "config.json"
+    if config.is_file():
+        saved = json.loads(config.read_text())
+        if (saved.get("algo"), saved.get("timesteps"), saved.get("seed"), saved.get("env_kwargs")) == (
+                designer.train.algo, designer.train.timesteps, designer.train.seed, env_kwargs):
+            return folder
+    log.info("training %s (%s, %d decisions) on %s", designer.label, designer.train.algo,
+             designer.train.timesteps, env_id)
+    return train(env_id, designer.train.algo, designer.train.timesteps, designer.train.seed, folder,
+                 env_kwargs=env_kwargs, progress=progress, overrides=dict(designer.train.hyperparameters))
+
+
+def plan(suite: Suite, *, designers: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
+         torch_threads: int = 1) -> list[EpisodeSpec]:
+    """The episodes of ``suite`` (optionally a subset of designer labels / seeds), in a fixed order.
+
+    SB3 designers get ``designer_name = "sb3:<run dir>"`` filled in by :func:`run_suite` after training.
+
+    Raises:
+        ValueError: a designer label or seed that is not in the suite; ``torch_threads`` < 1.
+    """
+    if torch_threads < 1:
+        raise ValueError(f"torch_threads must be >= 1, got {torch_threads}")
+    labels = [d.label for d in suite.designers]
+    chosen = list(labels if designers is None else designers)
+    unknown = sorted(set(chosen) - set(labels))
+    if unknown:
+        raise ValueError(f"designers {unknown} are not in suite {suite.name!r}; accepted: {labels}")
+    seed_list = list(suite.seeds if seeds is None else seeds)
+    bad = sorted(set(seed_list) - set(suite.seeds))
+    if bad:
+        raise ValueError(f"seeds {bad} are not in suite {suite.name!r}; accepted: {list(suite.seeds)}")
+    specs = []
+    for env in suite.envs:
+        for label in chosen:
+            d = suite.designer(label)
+            if not d.runs_on(env.id):
+                continue
+            for seed in seed_list:
+                specs.append(EpisodeSpec(
+                    suite=suite.name, suite_version=suite.version, config_hash=suite.config_hash(env.id, label),
+                    env_id=env.id, env_kwargs=env.make_kwargs(), budget=env.budget, metric=env.metric,
+                    higher_is_better=env.higher_is_better, designer=label, designer_name=d.name,
+                    designer_kwargs=dict(d.kwargs), designer_config=asdict(d), seed=seed,
+                    torch_threads=torch_threads))
+    return specs
+
+
+def _ray_runner(workers: int) -> Callable[[Sequence[EpisodeSpec], Callable[[dict], None]], None]:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("--backend ray needs Ray: pip install 'vpt-gym[ray]'") from exc
+
+    def run(specs: Sequence[EpisodeSpec], done: Callable[[dict], None]) -> None:
+        started = False
+        if not ray.is_initialized():
+            address = os.environ.get("RAY_ADDRESS")
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+            started = True
+        try:
+            remote = ray.remote(num_cpus=1)(run_spec)
+            pending = [remote.remote(s) for s in specs]
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                done(ray.get(ready[0]))
+        finally:
+            if started:
+                ray.shutdown()
+
+    return run
+
+
+def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None = None,
+              seeds: Sequence[int] | None = None, workers: int = 1, backend: str = "local",
+              torch_threads: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Run every unfinished episode of ``suite`` and append its row to ``out`` (JSONL).
+
+    Args:
+        suite: the suite.
+        out: the results file; rows already there (same suite, env, designer, seed and config hash) are
+            skipped, so a rerun after a kill completes the file without duplicates.
+        designers, seeds: run only these designer labels / seeds of the suite (default: all).
+        workers: episodes run at once, >= 1 (``1`` and backend local: in this process).
+        backend: ``"local"`` (worker processes, ``forkserver`` where available else ``spawn``) or ``"ray"``
+            (Ray tasks; ``RAY_ADDRESS`` selects a cluster, else a local instance with ``workers`` CPUs).
+        torch_threads: torch threads per episode (default: cores // workers, at least 1).
+        progress: a tqdm bar over episodes (done / total, time left).
+
+    Returns:
+        The rows written by this call, in completion order.
+
+    Raises:
+        ValueError: ``workers`` < 1, an unknown backend, designers/seeds outside the suite, or ``out`` holds a
+            row of the same suite name with another suite version (start a new results file).
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    threads = torch_threads or max(1, (os.cpu_count() or 1) // workers)
+    specs = plan(suite, designers=designers, seeds=seeds, torch_threads=threads)
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a folder; give a results file path, e.g. results.jsonl")
+    dropped = repair(out)
+    if dropped:
+        log.warning("%s: dropped a partial last line (%d bytes) left by a killed run", out, dropped)
+    existing = read_rows(out)
+    for row in existing:
+        if row.get("suite") == suite.name and row.get("suite_version") != suite.version:
+            raise ValueError(f"{out} holds rows of suite {suite.name!r} version {row.get('suite_version')}, "
+                             f"this is version {suite.version}; write to a new results file")
+    finished = {row_key(r) for r in existing}
+    todo = [s for s in specs if s.key() not in finished]
+    log.info("%s: %d episodes, %d already in %s, %d to run", suite.name, len(specs), len(specs) - len(todo), out,
+             len(todo))
+    for d in suite.designers:  # train SB3 designers first (in this process), then point specs at the run folder
+        if d.train is None:
+            continue
+        for env in suite.envs:
+            if d.runs_on(env.id) and any(s.designer == d.label and s.env_id == env.id for s in todo):
+                folder = _train_sb3(suite, d, env.id, out, progress)
+                todo = [replace(s, designer_name=f"sb3:{folder.resolve()}")
+                        if s.designer == d.label and s.env_id == env.id else s for s in todo]
+    written: list[dict[str, Any]] = []
+    bar = tqdm(total=len(todo), desc=f"bench {suite.name}", unit="episode", disable=not progress, file=sys.stderr)
+
+    def done(row: dict[str, Any]) -> None:
+        append_row(out, row)
+        written.append(row)
+        bar.set_postfix(env=row["env_id"].split("/")[-1], designer=row["designer"], seed=row["seed"], refresh=False)
+        bar.update(1)
+
+    try:
+        if not todo:
+            pass
+        elif backend == "ray":
+            _ray_runner(workers)(todo, done)
+        elif workers == 1:
+            for spec in todo:
+                done(run_spec(spec))
+        else:
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            context = multiprocessing.get_context(method)
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                                     initargs=(threads,)) as pool:
+                futures: set[Future] = {pool.submit(run_spec, s) for s in todo}
+                error: BaseException | None = None
+                while futures:
+                    complete, futures = wait(futures, return_when=FIRST_COMPLETED)
+                    for f in complete:
+                        if f.cancelled():
+                            continue
+                        try:
+                            done(f.result())
+                        except BaseException as exc:  # keep the rows of episodes still running, then raise
+                            if error is None:
+                                error = exc
+                                for g in futures:
+                                    g.cancel()
+                if error is not None:
+                    raise error
+    finally:
+        bar.close()
+    return written

@@ -1,0 +1,102 @@
+"""Validate a leaderboard row by replaying it (CompilerGym-style): same env, same seed, same actions.
+
+A row whose action log holds only actions of the env's action space is replayed action by action (the
+designer is not needed). A row whose designer built its own tasks (the paper's differentiable designer
+passes ``Task`` objects with per-token soft targets, logged by name) is re-run with the same designer,
+configuration and seed instead. Either way, the eval metrics, the return and the action log must match:
+bitwise on CPU, within ``GPU_RTOL`` on a GPU (non-deterministic kernels).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+GPU_RTOL = 1e-3
+"""Relative tolerance of eval metrics and return when the row ran on a GPU."""
+
+
+@dataclass
+class ReplayDesigner:
+    """Plays a recorded action log (a list of ints or float lists), one action per decision."""
+
+    actions: list[Any]
+    name: str = "replay"
+    _next: int = field(default=0, init=False)
+
+    def reset(self, seed: int | None = None) -> None:
+        self._next = 0
+
+    def act(self, observation: np.ndarray, info: dict[str, Any]) -> Any:
+        if self._next >= len(self.actions):
+            raise RuntimeError(f"the action log has {len(self.actions)} actions; the env asked for more")
+        action = self.actions[self._next]
+        self._next += 1
+        if isinstance(action, list):
+            return np.asarray(action, dtype=np.float32)
+        return action
+
+    def observe(self, action, reward, observation, terminated, truncated, info) -> None:
+        return None
+
+
+def _close(a: Any, b: Any, rtol: float) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if rtol == 0.0:
+        return a == b
+    return math.isclose(float(a), float(b), rel_tol=rtol, abs_tol=rtol * 1e-3)
+
+
+def validate_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Replay ``row`` and compare its eval metrics, return and action log.
+
+    Returns:
+        ``{"ok": bool, "mode": "replay" | "rerun", "tolerance": float, "mismatches": {field: [recorded,
+        replayed]}}``.
+
+    Raises:
+        ValueError: the row lacks a field needed for the replay (names it).
+    """
+    import gymnasium as gym
+    import torch
+
+    import vpt_gym  # noqa: F401
+    from vpt_gym.agents import make_designer
+    from vpt_gym.runner import run_episode
+
+    needed = ("env_id", "env_kwargs", "seed", "actions", "eval", "return", "designer_name")
+    missing = [k for k in needed if k not in row]
+    if missing:
+        raise ValueError(f"row lacks {missing}; was it written by `vpt-gym bench`?")
+    rtol = 0.0 if str(row.get("device", "cpu")).startswith("cpu") else GPU_RTOL
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(row.get("torch_threads", previous)))
+    try:
+        env = gym.make(row["env_id"], **row["env_kwargs"])
+        try:
+            discrete = isinstance(env.action_space, gym.spaces.Discrete)
+            replayable = all(isinstance(a, int) if discrete else isinstance(a, list) for a in row["actions"])
+            if replayable:
+                mode, designer = "replay", ReplayDesigner(list(row["actions"]))
+            else:
+                mode = "rerun"
+                designer = make_designer(row["designer_name"], env, **row.get("designer_kwargs", {}))
+            result = run_episode(env, designer, seed=int(row["seed"]))
+        finally:
+            env.close()
+    finally:
+        torch.set_num_threads(previous)
+    mismatches: dict[str, list] = {}
+    for key in sorted(set(row["eval"]) | set(result["eval"])):
+        a, b = row["eval"].get(key), result["eval"].get(key)
+        if not _close(a, b, rtol):
+            mismatches[f"eval.{key}"] = [a, b]
+    if not _close(row["return"], result["return"], rtol):
+        mismatches["return"] = [row["return"], result["return"]]
+    if result["actions"] != row["actions"]:
+        mismatches["actions"] = [len(row["actions"]), len(result["actions"])]
+    return {"ok": not mismatches, "mode": mode, "tolerance": rtol, "mismatches": mismatches}
