@@ -1,21 +1,40 @@
-"""Step time of an LM env vs a plain pretraining loop of the same learner on the same batches.
+"""What the suite adds to a pretraining step: env step vs a plain training loop of the same learner.
 
-Prints per-step medians and their ratio (env / plain), measured in one process, plus a JSON line.
-Usage: python benchmarks/overhead.py [--size small] [--steps 40] [--device auto] [--reward alignment]
-       [--feedback-period 8]
+For each reward and feedback period, two copies of the env are built from the same cached resources; one is
+driven as a plain pretraining loop (sample batch, task view, forward, standard-task loss, backward, optimizer
+step: no feedback, no alignment, no observation), the other steps the fixed designer through the env.
+Steps of the two alternate (plain, env, plain, env, ...), so background load hits both alike, and both see
+the same batches (same data seed). Reported per step: medians, the ratio env/plain, and where the env's time
+goes (learner forward/backward/update, feedback gradient, alignment, observation, probe). Then the greedy
+look-ahead over K soft-target tasks (K = 1, 4, 16) vs a single-task env step, with the forward-mode pass and
+with one backward per task. Peak memory of each loop is measured in a fresh child process (CUDA: peak
+allocated; CPU: peak RSS growth over the process after the env is built).
+
+Usage:
+    python benchmarks/overhead.py --env lm --size small            # the issue's goals: ratio table + greedy K
+    python benchmarks/overhead.py --env vision --size small
+    python benchmarks/overhead.py --env lm --device cuda --json overhead.json
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
 import json
+import multiprocessing
+import resource
 import statistics
 import time
+from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 import vpt_gym  # noqa: F401
+
+ENV_OF = {"lm": "vpt/LM-SoftTargets-v0", "vision": "vpt/SSL-Augment-v0"}
 
 
 def _sync(device: torch.device) -> None:
@@ -23,61 +42,213 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def make_env(env_id: str, size: str, device: str, reward: str, period: int, budget: int, **extra: Any):
+    env = gym.make(env_id, size=size, budget=budget, device=device, reward=reward, feedback_period=period,
+                   **extra).unwrapped
+    env.evaluate_at_end = False
+    return env
+
+
+def plain_step(env) -> None:
+    """One plain pretraining update of ``env``'s learner on the next batch of its stream (standard task)."""
+    learner, task_space = env.learner, env.task_space
+    standard = task_space.task(env.standard_action)
+    batch = env.stream.next_batch()
+    if getattr(task_space, "task_dependent_forward", False):
+        batch = task_space.materialize(batch, standard)
+    loss = task_space.loss(batch, learner.forward(batch), standard)
+    learner.backward(loss)
+    learner.apply_update()
+    float(loss.detach())  # the one host sync a training loop does for logging
+
+
+class Breakdown:
+    """Wall-clock per labelled call, accumulated by wrapping bound methods / module functions (benchmark only)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = collections.defaultdict(float)
+        self.depth = 0
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            if self.depth:  # count only the outermost labelled call
+                return original(*args, **kwargs)
+            self.depth += 1
+            _sync(self.device)
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                _sync(self.device)
+                self.seconds[label] += time.perf_counter() - start
+                self.depth -= 1
+
+        setattr(owner, name, timed)
+
+
+def instrument(env) -> Breakdown:
+    import vpt_gym.envs.task_design as td
+
+    device = env.learner.device
+    b = Breakdown(device)
+    b.wrap(env.learner, "forward", "learner forward")
+    b.wrap(env.learner, "backward", "learner backward")
+    b.wrap(env.learner, "apply_update", "learner update")
+    b.wrap(env.task_space, "describe", "batch descriptors")
+    b.wrap(env, "_refresh_feedback", "feedback gradient")
+    b.wrap(env, "_outcome", "reward probe")
+    b.wrap(env, "_observation", "observation")
+    b.wrap(td, "gradient_stats", "alignment")
+    return b
+
+
+def measure(args, reward: str, period: int) -> dict[str, Any]:
+    total = args.steps + args.warmup
+    env_id = ENV_OF[args.env]
+    plain_env = make_env(env_id, args.size, args.device, reward, period, total + 1)
+    stepped_env = make_env(env_id, args.size, args.device, reward, period, total + 1)
+    device = plain_env.learner.device
+    plain_env.reset(seed=0)
+    stepped_env.reset(seed=0)
+    breakdown = instrument(stepped_env)
+    plain, stepped = [], []
+    for i in range(total):
+        if i == args.warmup:
+            breakdown.seconds.clear()
+        _sync(device)
+        start = time.perf_counter()
+        plain_step(plain_env)
+        _sync(device)
+        plain.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        stepped_env.step(stepped_env.standard_action)
+        _sync(device)
+        stepped.append(time.perf_counter() - start)
+    p, e = statistics.median(plain[args.warmup:]), statistics.median(stepped[args.warmup:])
+    pm, em = statistics.mean(plain[args.warmup:]), statistics.mean(stepped[args.warmup:])
+    parts = {k: v / args.steps for k, v in sorted(breakdown.seconds.items())}
+    parts["other"] = max(em - sum(parts.values()), 0.0)
+    return {"reward": reward, "feedback_period": period, "plain_median_ms": p * 1e3, "env_median_ms": e * 1e3,
+            "ratio_median": e / p, "plain_mean_ms": pm * 1e3, "env_mean_ms": em * 1e3, "ratio_mean": em / pm,
+            "env_breakdown_ms": {k: v * 1e3 for k, v in parts.items()}}
+
+
+def measure_lookahead(args) -> list[dict[str, Any]]:
+    """Greedy look-ahead over the first K tasks of a 17-task soft-target menu + the step, vs the step alone."""
+    if args.env != "lm":
+        return []
+    alphas = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)  # menu: one_hot + 8 uniform + 8 self = 17 tasks
+    ks = [k for k in args.lookahead_k if k <= 17]
+    rounds = args.steps + args.warmup
+    env = make_env(ENV_OF["lm"], args.size, args.device, "alignment", 8, rounds * (1 + 2 * len(ks)) + 1,
+                   alphas=alphas)
+    device = env.learner.device
+    env.reset(seed=0)
+    times: dict[str, list[float]] = collections.defaultdict(list)
+    for r in range(rounds):
+        for label, k, forward_mode in [("step", 0, True)] + [(f"K={k} jvp", k, True) for k in ks] + \
+                                      [(f"K={k} backward", k, False) for k in ks]:
+            env.forward_mode_lookahead = forward_mode
+            _sync(device)
+            start = time.perf_counter()
+            action = env.standard_action
+            if k:
+                values = env.lookahead_values(list(range(k)))
+                action = int(np.argmax(values))
+            env.step(action)
+            _sync(device)
+            if r >= args.warmup:
+                times[label].append(time.perf_counter() - start)
+    step = statistics.median(times["step"])
+    out = []
+    for k in ks:
+        for mode in ("jvp", "backward"):
+            t = statistics.median(times[f"K={k} {mode}"])
+            out.append({"K": k, "lookahead": mode, "median_ms": t * 1e3, "ratio_vs_step": t / step})
+    return out
+
+
+def _peak_child(env_id: str, size: str, device: str, mode: str, steps: int, queue) -> None:
+    torch.set_num_threads(1)
+    env = make_env(env_id, size, device, "alignment", 8, steps + 1)
+    env.reset(seed=0)
+    dev = env.learner.device
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    for _ in range(steps):
+        plain_step(env) if mode == "plain" else env.step(env.standard_action)
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev)
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put({"base_bytes": int(base), "peak_bytes": int(peak)})
+
+
+def measure_memory(args) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    out = {}
+    for mode in ("plain", "env"):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_peak_child, args=(ENV_OF[args.env], args.size, args.device, mode, 12, queue))
+        proc.start()
+        out[mode] = queue.get()
+        proc.join()
+    kind = "cuda peak allocated" if args.device == "cuda" else "peak RSS"
+    growth = {m: max(v["peak_bytes"] - v["base_bytes"], 1) for m, v in out.items()}
+    return {"kind": kind, "plain": out["plain"], "env": out["env"],
+            "ratio_peak": out["env"]["peak_bytes"] / out["plain"]["peak_bytes"],
+            "ratio_growth": growth["env"] / growth["plain"]}
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--env-id", default="vpt/LM-SoftTargets-v0")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", choices=sorted(ENV_OF), default="lm")
     parser.add_argument("--size", default="small")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--reward", default="alignment")
-    parser.add_argument("--feedback-period", type=int, default=8)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--rewards", nargs="+", default=["alignment", "cosine", "value_gain"])
+    parser.add_argument("--feedback-periods", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--lookahead-k", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    parser.add_argument("--json", default=None, help="also write the results as JSON here")
     args = parser.parse_args()
-    total = args.steps + args.warmup
-    env = gym.make(args.env_id, size=args.size, budget=total, device=args.device, reward=args.reward,
-                   feedback_period=args.feedback_period).unwrapped
-    learner, task_space, stream = env.learner, env.task_space, env.stream
-    device = learner.device
-    standard = task_space.task(env.standard_action)
+    rows = [measure(args, reward, period) for period in args.feedback_periods for reward in args.rewards]
+    probe = make_env(ENV_OF[args.env], args.size, args.device, "alignment", 8, 2)
+    learner = probe.learner
+    info = {"env_id": ENV_OF[args.env], "size": args.size, "device": str(learner.device),
+            "torch_threads": torch.get_num_threads(), "params": learner.num_parameters,
+            "alignment_params": learner.num_alignment_parameters, "steps": args.steps}
+    print(f"{info['env_id']} size={args.size} device={info['device']} params={info['params']:,} "
+          f"(S: {info['alignment_params']:,}) threads={info['torch_threads']} steps={args.steps}")
+    print(f"{'reward':<12}{'period':>7}{'plain ms':>10}{'env ms':>10}{'ratio':>8}{'mean ratio':>12}   env time (ms/step)")
+    for r in rows:
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in r["env_breakdown_ms"].items() if v >= 0.05)
+        print(f"{r['reward']:<12}{r['feedback_period']:>7}{r['plain_median_ms']:>10.2f}{r['env_median_ms']:>10.2f}"
+              f"{r['ratio_median']:>8.3f}{r['ratio_mean']:>12.3f}   {parts}")
+    lookahead = measure_lookahead(args)
+    if lookahead:
+        print("greedy look-ahead over K soft-target tasks + the step, vs a single-task env step (median):")
+        for r in lookahead:
+            print(f"  K={r['K']:<3} {r['lookahead']:<9} {r['median_ms']:8.2f} ms   ratio {r['ratio_vs_step']:.3f}")
+    memory = None if args.no_memory else measure_memory(args)
+    if memory:
+        print(f"memory ({memory['kind']}): env/plain peak {memory['ratio_peak']:.3f}, "
+              f"growth over the built env {memory['ratio_growth']:.3f}")
+    result = {**info, "rows": rows, "lookahead": lookahead, "memory": memory}
+    if args.json:
+        from vpt_gym.runner import write_json_atomic
 
-    # (a) plain pretraining loop: same learner, same batches (same data seed), one-hot task
-    env.reset(seed=0)
-    batches = [stream.next_batch() for _ in range(total)]
-    learner.reset()
-    plain = []
-    for batch in batches:
-        _sync(device)
-        start = time.perf_counter()
-        loss = task_space.loss(batch, learner.forward(batch), standard)
-        learner.backward(loss)
-        learner.apply_update()
-        float(loss.detach())
-        _sync(device)
-        plain.append(time.perf_counter() - start)
-
-    # (b) the env stepping the fixed designer (standard task)
-    env.evaluate_at_end = False
-    env.reset(seed=0)
-    stepped = []
-    for _ in range(total):
-        _sync(device)
-        start = time.perf_counter()
-        env.step(env.standard_action)
-        _sync(device)
-        stepped.append(time.perf_counter() - start)
-
-    p = statistics.median(plain[args.warmup:])
-    e = statistics.median(stepped[args.warmup:])
-    pm = statistics.mean(plain[args.warmup:])
-    em = statistics.mean(stepped[args.warmup:])
-    row = {"env_id": args.env_id, "size": args.size, "device": str(device), "reward": args.reward,
-           "feedback_period": args.feedback_period, "steps": args.steps, "plain_median_s": p, "env_median_s": e,
-           "ratio_median": e / p, "plain_mean_s": pm, "env_mean_s": em, "ratio_mean": em / pm,
-           "params": learner.num_parameters, "alignment_params": learner.num_alignment_parameters}
-    print(f"{args.env_id} size={args.size} device={device} reward={args.reward} feedback_period={args.feedback_period}")
-    print(f"  plain step median {p * 1e3:8.2f} ms   env step median {e * 1e3:8.2f} ms   ratio {e / p:.3f}")
-    print(f"  plain step mean   {pm * 1e3:8.2f} ms   env step mean   {em * 1e3:8.2f} ms   ratio {em / pm:.3f}")
-    print(json.dumps(row))
+        write_json_atomic(args.json, result)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -191,7 +191,7 @@ def load_or_pretrain_base(config: BaseModelConfig, tokenizer_json: str, corpus: 
 def lm_forward(module, batch) -> torch.Tensor:
     """Learner forward of a causal LM: logits [batch, seq, vocab] for ``batch.input_ids``."""
     device = next(module.parameters()).device
-    return module(input_ids=batch.input_ids.to(device)).logits
+    return module(input_ids=batch.input_ids.to(device), use_cache=False).logits
 
 
 def make_lm_learner(model, *, lr: float, alignment: str | int = "last2", device: str | torch.device = "cpu",
@@ -217,5 +217,9 @@ def make_lm_learner(model, *, lr: float, alignment: str | int = "last2", device:
         raise ValueError(f"dtype must be one of {sorted(dtypes)}, got {dtype!r}")
     model = model.to(dtype=dtypes[dtype])
     model.eval()  # no dropout; the value must describe the function the learner steps on
-    return TorchLearner(model, forward_fn=lm_forward, lr=lr, optimizer="adamw", weight_decay=weight_decay,
-                        max_grad_norm=max_grad_norm, alignment=alignment, device=device)
+    from vpt_gym.lm.tail import TailForward
+
+    learner = TorchLearner(model, forward_fn=lm_forward, lr=lr, optimizer="adamw", weight_decay=weight_decay,
+                           max_grad_norm=max_grad_norm, alignment=alignment, device=device)
+    TailForward.attach(learner)  # forward-mode look-ahead through S only, where S is a tail of the blocks
+    return learner

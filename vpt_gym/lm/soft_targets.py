@@ -56,7 +56,8 @@ def candidate_set(logits: torch.Tensor, gold: torch.Tensor, top_k: int) -> torch
 
 
 def soft_targets(
-    logits: torch.Tensor, gold: torch.Tensor, *, family: str, alpha: float, top_k: int, temperature: float = 1.0
+    logits: torch.Tensor, gold: torch.Tensor, *, family: str, alpha: float, top_k: int, temperature: float = 1.0,
+    candidates: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The target q_t restricted to C_t (V-Pretraining v2 Eq. 14-15).
 
@@ -67,6 +68,7 @@ def soft_targets(
         alpha: gate in [0, 1].
         top_k: K.
         temperature: tau > 0 (self distillation only).
+        candidates: ``candidate_set(logits, gold, top_k)`` when the caller already has it (not recomputed).
 
     Returns:
         (candidates [batch, seq, K] int64, q [batch, seq, K] float32); q >= 0, sums to 1 over K, detached.
@@ -80,7 +82,7 @@ def soft_targets(
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    cand = candidate_set(logits, gold, top_k)
+    cand = candidate_set(logits, gold, top_k) if candidates is None else candidates
     onehot = (cand == gold[..., None]).to(_at_least_float32(logits).dtype)
     if family == "one_hot" or alpha == 0.0:
         return cand, onehot
@@ -170,6 +172,7 @@ class SoftTargetTaskSpace:
         self.top_k = top_k
         self.alpha_max = alpha_max
         self._log_prob_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._candidate_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self.continuous = continuous
         self.domain_names = tuple(domain_names)
         self.descriptor_names = tuple(f"fraction_{d}" for d in self.domain_names) + ("loss", "entropy")
@@ -226,18 +229,26 @@ class SoftTargetTaskSpace:
         gold = batch.input_ids[:, 1:].to(logits.device)
         family = "one_hot" if task.family == "one_hot" else task.family
         return soft_targets(logits, gold, family=family, alpha=float(task.params.get("alpha", 0.0)),
+                            candidates=self._candidates(batch, outputs),
                             top_k=self.top_k, temperature=float(task.params.get("temperature", 1.0)))
 
     def value_derivative(self, learner: Any, batch: TokenBatch, outputs: torch.Tensor,
                          tangent: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(C, D): the candidate set of the batch and D = tangent . grad_S log p on it (:func:`log_prob_jvp`).
 
-        Shapes [batch, seq - 1, K]; C int64, D float32. Cost: one forward-mode pass of the learner.
+        Shapes [batch, seq - 1, K]; C int64, D float32. Cost: one forward-mode pass through the blocks of S,
+        from the hidden state the learner's forward recorded (:class:`~vpt_gym.lm.tail.TailForward`), or of
+        the whole learner when S is not a tail of its blocks.
         """
         logits = outputs[:, :-1]
         gold = batch.input_ids[:, 1:].to(logits.device)
-        cand = candidate_set(logits, gold, self.top_k)
+        cand = self._candidates(batch, outputs)
         subset = dict(zip(learner.alignment_names, learner.alignment_parameters()))
+        tail = getattr(learner, "forward_fn", None)
+        if hasattr(tail, "log_prob_jvp"):  # through S only, from the recorded hidden state entering S
+            derivative = tail.log_prob_jvp(outputs, cand, subset, tangent)
+            if derivative is not None:
+                return cand, derivative
         return cand, log_prob_jvp(learner.module, batch.input_ids.to(learner.device), cand, subset, tangent)
 
     def linear_values(self, learner: Any, batch: TokenBatch, outputs: torch.Tensor,
@@ -249,9 +260,39 @@ class SoftTargetTaskSpace:
         Returns:
             shape [len(tasks)], float64.
         """
-        _, derivative = self.value_derivative(learner, batch, outputs, g_down)
-        values = [-(self.targets(batch, outputs, t)[1] * derivative).sum(-1).mean() for t in tasks]
+        cand, derivative = self.value_derivative(learner, batch, outputs, g_down)
+        gold = batch.input_ids[:, 1:].to(derivative.device)
+        # q = (1 - alpha) onehot + alpha r (Eq. 14-15), so V(q) = (1 - alpha) V(onehot) + alpha V(r): the menu's
+        # values need V(onehot), V(uniform) and V(softmax(l_C / tau)) once per tau, whatever K is.
+        parts: dict[Any, torch.Tensor] = {"one_hot": -(derivative * (cand == gold[..., None])).sum(-1).mean()}
+        values = []
+        for t in tasks:
+            if t.family == GIVEN_TARGETS:
+                values.append(-(t.params["q"].to(derivative.device) * derivative).sum(-1).mean())
+                continue
+            alpha = float(t.params.get("alpha", 0.0))
+            if t.family == "one_hot" or alpha == 0.0:
+                values.append(parts["one_hot"])
+                continue
+            key = "uniform" if t.family == "uniform" else ("self", float(t.params.get("temperature", 1.0)))
+            if key not in parts:
+                if key == "uniform":
+                    r = torch.full_like(derivative, 1.0 / self.top_k)
+                else:
+                    logits = _at_least_float32(outputs[:, :-1].detach()).gather(-1, cand.to(outputs.device))
+                    r = torch.softmax(logits / key[1], dim=-1).to(derivative.dtype)
+                parts[key] = -(r * derivative).sum(-1).mean()
+            values.append((1.0 - alpha) * parts["one_hot"] + alpha * parts[key])
         return torch.stack(values).double().cpu().numpy()
+
+    def _candidates(self, batch: TokenBatch, outputs: torch.Tensor) -> torch.Tensor:
+        """C [batch, seq - 1, top_k] of ``outputs`` (:func:`candidate_set`), computed once per forward."""
+        cached = self._candidate_cache
+        if cached is not None and cached[0] is outputs:
+            return cached[1]
+        cand = candidate_set(outputs[:, :-1], batch.input_ids[:, 1:].to(outputs.device), self.top_k)
+        self._candidate_cache = (outputs, cand)
+        return cand
 
     def _log_probs(self, outputs: torch.Tensor) -> torch.Tensor:
         """log p [batch, seq - 1, vocab] of ``outputs`` (with graph), computed once per forward and reused by
@@ -275,6 +316,7 @@ class SoftTargetTaskSpace:
         if task.family == "one_hot" or alpha == 0.0:
             return -logp.gather(-1, gold[..., None]).mean()
         cand, q = soft_targets(logits, gold, family=task.family, alpha=alpha, top_k=self.top_k,
+                               candidates=self._candidates(batch, outputs),
                                temperature=float(task.params.get("temperature", 1.0)))
         return -(q * logp.gather(-1, cand)).sum(-1).mean()
 
