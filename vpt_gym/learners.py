@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -149,6 +150,20 @@ class TorchLearner:
         """Gradient of ``loss`` w.r.t. S only; ``.grad`` untouched. List of [*param_shape_i] tensors."""
         grads = torch.autograd.grad(loss, self._subset, retain_graph=retain_graph, allow_unused=True)
         return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self._subset)]
+
+    @contextlib.contextmanager
+    def grad_only_on_subset(self) -> Iterator[None]:
+        """Within the block, parameters outside S do not require grad, so a forward builds no autograd graph
+        below S and a backward (e.g. for g_down) stops at S. Restored on exit, also on error."""
+        subset = {id(p) for p in self._subset}
+        others = [p for p in self._params if id(p) not in subset]
+        for p in others:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in others:
+                p.requires_grad_(True)
 
     def apply_update(self) -> None:
         """Clip (if configured) and take one optimizer step."""
