@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Sequence, SupportsFloat
 
@@ -92,7 +93,12 @@ class TaskDesignEnv(gym.Env):
     Reward:
         The named ``ValueEstimator`` (``reward``): ``alignment`` (default, eta * g_down,S . g_pre,S),
         ``cosine``, ``value_gain``, ``metric_gain`` or ``advantage``, summed over the decision's updates.
-        Finite, clipped to [-1e6, 1e6]; ``divergence_penalty`` on divergence.
+        Finite, clipped to [-1e6, 1e6]; ``divergence_penalty`` on divergence. Optional domain-matched hook:
+        a feedback set with ``domain_matched = True``, ``task_losses(learner, batch) -> {j: L_j}``, ``weights``
+        ({j: omega_j}) and ``matched_weights(task) -> {j: w_j}`` has each g_j cached at every g_down refresh
+        (one feedback forward/backward per task j in the ledger); an update of ``task`` is then scored with
+        ``g_down(task) = sum_j w_j(task) g_j`` instead of ``g_down = sum_j omega_j g_j`` (V-Pretraining v2
+        Eq. 44-46); the observed g_down norm stays that of ``sum_j omega_j g_j``.
 
     Episode End:
         ``terminated=True`` when the budget of learner updates is exhausted (the remaining fraction is
@@ -154,6 +160,11 @@ class TaskDesignEnv(gym.Env):
         self._task_dependent = bool(getattr(task_space, "task_dependent_forward", False))
         if self._task_dependent and not callable(getattr(task_space, "materialize", None)):
             raise ValueError(f"{type(task_space).__name__} sets task_dependent_forward but has no materialize()")
+        self._matched = bool(getattr(feedback, "domain_matched", False))
+        if self._matched and not (all(callable(getattr(feedback, h, None)) for h in ("task_losses", "matched_weights"))
+                                  and isinstance(getattr(feedback, "weights", None), dict)):
+            raise ValueError(f"{type(feedback).__name__} sets domain_matched but lacks task_losses()/matched_weights()/"
+                             "weights")
 
         self.action_space = task_space.action_space
         self._discrete = isinstance(self.action_space, spaces.Discrete)
@@ -279,7 +290,7 @@ class TaskDesignEnv(gym.Env):
         tasks = [self.task_space.task(self._resolve_action(a)[0]) for a in actions]
         lr = float(self.learner.lr)
         linear_values = getattr(self.task_space, "linear_values", None)
-        if linear_values is not None and self.forward_mode_lookahead:
+        if linear_values is not None and self.forward_mode_lookahead and not self._matched:
             self._ledger.lookahead_forward += 1
             return lr * linear_values(self.learner, self._batch, self._outputs, self._g_down, tasks)
         values = np.empty(len(tasks), dtype=np.float64)
@@ -287,7 +298,7 @@ class TaskDesignEnv(gym.Env):
             loss = self._task_loss(task, lookahead=True)
             g_task = self.learner.subset_gradient(loss, retain_graph=not self._task_dependent)
             self._ledger.lookahead_backward += 1
-            values[i] = gradient_stats(self._g_down, g_task, lr).alignment
+            values[i] = gradient_stats(self._g_down_for(task), g_task, lr).alignment
         return values
 
     # --------------------------------------------------------------------------------------------- reset
@@ -411,14 +422,14 @@ class TaskDesignEnv(gym.Env):
                 std_loss = self._task_loss(self._standard_task, lookahead=True)
                 g_std = self.learner.subset_gradient(std_loss, retain_graph=not self._task_dependent)
                 self._ledger.lookahead_backward += 1
-                std_alignment = gradient_stats(self._g_down, g_std, lr).alignment
+                std_alignment = gradient_stats(self._g_down_for(self._standard_task), g_std, lr).alignment
             batch = self._batch
             loss = self._task_loss(task, lookahead=False)
             if self._task_dependent:
                 batch = self._view
             g_pre = self.learner.backward(loss)
             self._ledger.learner_backward += 1
-            stats = gradient_stats(self._g_down, g_pre, lr)
+            stats = gradient_stats(self._g_down_for(task), g_pre, lr)
             loss_value = float(loss.detach())
             if not (np.isfinite(loss_value) and np.isfinite(stats.g_pre_norm) and np.isfinite(stats.dot)):
                 diverged = True
@@ -497,10 +508,24 @@ class TaskDesignEnv(gym.Env):
     def _refresh_feedback(self) -> bool:
         """Recompute g_down on a fresh feedback batch; False when it is non-finite."""
         batch = self.feedback.sample_batch()
-        loss = self.feedback.loss(self.learner, batch)
-        self._g_down = [g.detach() for g in self.learner.subset_gradient(loss)]
-        self._ledger.feedback_forward += 1
-        self._ledger.feedback_backward += 1
+        only_subset = getattr(self.learner, "grad_only_on_subset", None)  # no autograd graph below S
+        with only_subset() if only_subset is not None else contextlib.nullcontext():
+            return self._feedback_gradient(batch)
+
+    def _feedback_gradient(self, batch: Any) -> bool:
+        if self._matched:  # per-task g_j cached for domain-matched alignment; g_down = sum_j omega_j g_j
+            losses = self.feedback.task_losses(self.learner, batch)
+            omega = self.feedback.weights
+            self._g_tasks = {j: [g.detach() for g in self.learner.subset_gradient(lj)] for j, lj in losses.items()}
+            self._g_down = self._combine({j: omega[j] for j in losses})
+            loss = sum(omega[j] * lj.detach() for j, lj in losses.items())
+            self._ledger.feedback_forward += len(losses)
+            self._ledger.feedback_backward += len(losses)
+        else:
+            loss = self.feedback.loss(self.learner, batch)
+            self._g_down = [g.detach() for g in self.learner.subset_gradient(loss)]
+            self._ledger.feedback_forward += 1
+            self._ledger.feedback_backward += 1
         self._feedback_loss = float(loss.detach())
         self._g_down_norm = float(grad_norm(self._g_down))
         if not (np.isfinite(self._feedback_loss) and np.isfinite(self._g_down_norm)):
@@ -508,6 +533,21 @@ class TaskDesignEnv(gym.Env):
         d = self.ema_decay
         self._ema_fb = self._feedback_loss if self._ema_fb is None else d * self._ema_fb + (1 - d) * self._feedback_loss
         return True
+
+    def _combine(self, coefficients: dict[str, float]) -> list[torch.Tensor]:
+        """sum_j coefficients[j] * g_j over the cached per-task feedback gradients (domain-matched mode)."""
+        out = [torch.zeros_like(g) for g in next(iter(self._g_tasks.values()))]
+        for j, c in coefficients.items():
+            if c != 0.0:
+                for acc, g in zip(out, self._g_tasks[j]):
+                    acc.add_(g, alpha=float(c))
+        return out
+
+    def _g_down_for(self, task: Task) -> list[torch.Tensor]:
+        """The feedback gradient that scores an update of ``task``: g_down, or its domain-matched version."""
+        if not self._matched:
+            return self._g_down
+        return self._combine(self.feedback.matched_weights(task))
 
     def _measure_probe_loss(self) -> float:
         with torch.no_grad():

@@ -1,0 +1,440 @@
+"""``vpt/LM-Domains-v0`` (and its continuous variant): choose which data domain feeds the next learner update.
+
+The action picks a mixture over declared text domains (:mod:`vpt_gym.lm.domains`: GSM8K worked solutions,
+standard-library code, prose); each pretraining row's domain is drawn from it, and the reward is the
+alignment of the update with a multitask feedback gradient (:mod:`vpt_gym.lm.multitask`). Learner,
+tokenizer, base checkpoint theta_0 and presets are those of ``vpt/LM-SoftTargets-v0``
+(:data:`vpt_gym.envs.lm.LM_PRESETS`): the byte-level BPE trained on prose + math and the base pretrained on
+prose, so both envs share one cache entry.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+
+from vpt_gym.budget import Budget
+from vpt_gym.core import Task
+from vpt_gym.envs.lm import LM_PRESETS, _check_choice, _resources
+from vpt_gym.envs.task_design import LOSS_CAP, TaskDesignEnv
+from vpt_gym.lm.corpus import EOS_TOKEN, load_math_corpus, problem_texts, resolve_data_dir
+from vpt_gym.lm.domains import (
+    DomainDraw,
+    DomainStream,
+    TextDomain,
+    check_mixture,
+    code_domain,
+    math_domain,
+    prose_domain,
+    tokenize_domains,
+)
+from vpt_gym.lm.feedback import GSM8KFeedback
+from vpt_gym.lm.model import cache_dir, make_lm_learner, resolve_device
+from vpt_gym.lm.multitask import HeldoutNLLFeedback, MultitaskFeedback, normalized_weights
+from vpt_gym.lm.stream import TokenBatch
+from vpt_gym.value import make_value_estimator
+
+BUILTIN_DOMAINS = ("math", "code", "prose")
+MIXTURE = "domain_mixture"
+"""Task family of every task here: ``params = {"weights": {domain: pi_d}}`` with pi on the simplex."""
+
+
+class DomainMixtureTaskSpace:
+    """Task menu (``Discrete``) or continuous family (``Box``) of data-domain mixtures; one-hot NTP loss.
+
+    Discrete menu: ``uniform`` (standard, index 0: every domain 1/D), ``only_<d>`` per domain, then the named
+    fixed ``mixtures``. Continuous: action a in Box([-1, 1]^D, float32), pi = softmax(logit_scale * a); the
+    standard action 0 is the uniform mixture.
+
+    Task-dependent forward (``materialize``): row i of the view takes its window in domain
+    d_i = F_pi^{-1}((k_i + w_i) / D), with k_i the draw's uniform domain and w_i in [0, 1) a per-row uniform
+    fixed once per draw from the task-space generator; so d_i ~ pi independently of the window position, and
+    the uniform mixture gives d_i = k_i exactly (the stream of uniform domain sampling).
+
+    Descriptors (observation, D each): ``standard_fraction_<d>`` (rows of the pending draw in d under the
+    standard task, [0, 1]); ``ema_loss_<d>`` (EMA, decay ``ema_decay``, of the learner's mean next-token NLL on
+    the rows of d in its updates, starting at ``initial_losses``; [0, 1e3] nats/token); ``row_fraction_<d>``
+    (fraction of all trained rows that came from d, [0, 1]).
+
+    Args:
+        domain_names: the stream's domains, in order (>= 1).
+        continuous: build the Box variant.
+        mixtures: extra named menu mixtures (Discrete only), name -> {domain: weight} on the simplex.
+        logit_scale: softmax scale of the Box variant, finite, > 0.
+        initial_losses: domain -> learner NLL at theta_0 (nats/token; default 0).
+        ema_decay: in [0, 1).
+
+    Raises:
+        ValueError: a bad mixture (unknown domain, non-finite, negative, not summing to 1), a name clash,
+            mixtures with ``continuous``, a bad ``logit_scale`` or ``ema_decay``.
+    """
+
+    task_dependent_forward = True
+
+    def __init__(self, *, domain_names: Sequence[str], continuous: bool = False,
+                 mixtures: Mapping[str, Mapping[str, float]] | None = None, logit_scale: float = 3.0,
+                 initial_losses: Mapping[str, float] | None = None, ema_decay: float = 0.9) -> None:
+        names = tuple(domain_names)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"domain_names must be unique and non-empty, got {names}")
+        if not (isinstance(logit_scale, (int, float)) and math.isfinite(logit_scale) and logit_scale > 0):
+            raise ValueError(f"logit_scale must be finite and > 0, got {logit_scale!r}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+        if continuous and mixtures:
+            raise ValueError(f"mixtures={dict(mixtures)} define a Discrete menu; the continuous variant takes none")
+        self.domain_names = names
+        self.continuous = continuous
+        self.logit_scale = float(logit_scale)
+        self.ema_decay = float(ema_decay)
+        d = len(names)
+        uniform = self._task("uniform", tuple([1.0 / d] * d))
+        if continuous:
+            self.action_space = spaces.Box(-1.0, 1.0, shape=(d,), dtype=np.float32)
+            self.standard_action = np.zeros(d, dtype=np.float32)
+            self.tasks = [Task(name="mixture_continuous", family=MIXTURE, params={"logit_scale": self.logit_scale})]
+        else:
+            tasks = [uniform] + [self._task(f"only_{n}", tuple(float(m == n) for m in names)) for n in names]
+            for name, weights in (mixtures or {}).items():
+                if not isinstance(name, str) or not name or name in {t.name for t in tasks}:
+                    raise ValueError(f"mixture name {name!r} is empty or clashes with the menu "
+                                     f"{[t.name for t in tasks]}")
+                tasks.append(self._task(name, check_mixture(weights, names, where=f"mixture {name!r}")))
+            self.tasks = tasks
+            self.action_space = spaces.Discrete(len(tasks))
+            self.standard_action = 0
+        self.descriptor_names = tuple(f"{kind}_{n}" for kind in ("standard_fraction", "ema_loss", "row_fraction")
+                                      for n in names)
+        self.descriptor_low = np.zeros(3 * d)
+        self.descriptor_high = np.array([1.0] * d + [LOSS_CAP] * d + [1.0] * d)
+        self.set_initial_losses(initial_losses or {})
+        self._g: torch.Generator | None = None
+
+    def set_initial_losses(self, losses: Mapping[str, float]) -> None:
+        """Set the start of the per-domain loss EMAs (domain -> nats/token at theta_0; missing: 0)."""
+        self._initial = np.array([float(losses.get(n, 0.0)) for n in self.domain_names])
+
+    def _task(self, name: str, weights: tuple[float, ...]) -> Task:
+        return Task(name=name, family=MIXTURE, params={"weights": dict(zip(self.domain_names, weights))})
+
+    # ------------------------------------------------------------------------------------------- tasks
+    def reset(self, generator: torch.Generator) -> None:
+        """Start an episode: per-row mixture uniforms from ``generator``; descriptor statistics cleared."""
+        self._g = generator
+        self._ema = self._initial.copy()
+        self._rows = np.zeros(len(self.domain_names))
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def task(self, action: Any) -> Task:
+        """The task of an action (menu index, or a Box point mapped through the softmax)."""
+        if not self.continuous:
+            return self.tasks[int(action)]
+        logits = self.logit_scale * torch.as_tensor(np.asarray(action, dtype=np.float64))
+        weights = torch.softmax(logits, 0).tolist()
+        name = "mix_" + "_".join(f"{n}{w:.3f}" for n, w in zip(self.domain_names, weights))
+        return self._task(name, tuple(weights))
+
+    def menu_index(self, action: Any) -> int:
+        return 0 if self.continuous else int(action)
+
+    def accepts(self, task: Task) -> bool:
+        """Whether ``task`` is a valid mixture over this space's domains (designer-built tasks)."""
+        try:
+            check_mixture(task.params.get("weights", {}), self.domain_names)
+        except ValueError:
+            return False
+        return task.family == MIXTURE
+
+    def weights(self, task: Task) -> torch.Tensor:
+        """pi of ``task`` in domain order, shape [D], float64. Raises: ValueError for a bad mixture."""
+        return torch.tensor(check_mixture(task.params["weights"], self.domain_names, where=f"task {task.name!r}"),
+                            dtype=torch.float64)
+
+    # ----------------------------------------------------------------------------------------- batches
+    def _uniforms(self, draw: DomainDraw) -> torch.Tensor:
+        if draw.mixture_uniforms is None:
+            if self._g is None:
+                raise RuntimeError("DomainMixtureTaskSpace.reset(generator) must be called first")
+            draw.mixture_uniforms = torch.rand(draw.num_examples, generator=self._g, dtype=torch.float64)
+        return draw.mixture_uniforms
+
+    def row_domains(self, draw: DomainDraw, task: Task) -> torch.Tensor:
+        """Each row's domain under ``task``, shape [batch], int64 (see the class docstring)."""
+        w = self.weights(task)
+        if bool(torch.all(w == w[0])):
+            return draw.uniform_domain
+        d = w.numel()
+        v = (draw.uniform_domain.double() + self._uniforms(draw)) / d
+        last = int(torch.nonzero(w > 0).max())
+        return torch.searchsorted(torch.cumsum(w, 0), v, right=True).clamp(max=last)
+
+    def materialize(self, draw: DomainDraw, task: Task) -> TokenBatch:
+        """The task's view of the draw: row i = ``draw.windows[i, d_i]``; shape [batch, seq], int64."""
+        domain = self.row_domains(draw, task)
+        ids = draw.windows[torch.arange(draw.num_examples), domain]
+        return TokenBatch(ids, domain, draw.domain_names, draw.num_examples, draw.num_tokens)
+
+    def loss(self, view: TokenBatch, outputs: torch.Tensor, task: Task) -> torch.Tensor:
+        """One-hot next-token cross-entropy, scalar float32, mean over [batch, seq - 1] positions.
+
+        Keeps each row's detached NLL; :meth:`describe` commits the last call's rows (the update's: look-ahead
+        losses come before it) into the per-domain statistics.
+        """
+        logits = outputs[:, :-1]
+        gold = view.input_ids[:, 1:].to(logits.device)
+        nll = F.cross_entropy(logits.flatten(0, 1).float(), gold.flatten(), reduction="none").view(gold.shape)
+        self._pending = (view.domain, nll.detach().mean(1).double().cpu())
+        return nll.mean()
+
+    def describe(self, draw: DomainDraw, outputs: Any = None) -> np.ndarray:
+        """[standard_fraction (D), ema_loss (D), row_fraction (D)], float64 (see the class docstring)."""
+        self._uniforms(draw)  # fixed once per draw, in draw order
+        if self._pending is not None:
+            domain, rows = self._pending
+            self._pending = None
+            for k in range(len(self.domain_names)):
+                mask = domain == k
+                if bool(mask.any()):
+                    mean = float(rows[mask].mean())
+                    self._ema[k] = self.ema_decay * self._ema[k] + (1 - self.ema_decay) * mean
+                    self._rows[k] += int(mask.sum())
+        d = len(self.domain_names)
+        standard = torch.bincount(draw.uniform_domain, minlength=d).double().numpy() / draw.num_examples
+        rows = self._rows / self._rows.sum() if self._rows.sum() > 0 else np.zeros(d)
+        return np.concatenate([standard, np.clip(self._ema, 0.0, LOSS_CAP), rows])
+
+
+# ----------------------------------------------------------------------------------------------- factories
+@functools.lru_cache(maxsize=4)
+def _domain_resources(size: str, data_dir: Path | None, cache: Path, feedback_size: int, split_seed: int,
+                      seq_len: int, builtins: tuple[str, ...], extra: tuple[TextDomain, ...], model: str | None):
+    """Math corpus, tokenizer, eos id (None: the built tokenizer's id 0), base state (tiny/small) and the
+    tokenized domains (the ``builtins`` used as menu domains or feedback tasks, then ``extra``); cached per
+    process (read-only)."""
+    state = None
+    if model is not None:
+        from transformers import AutoTokenizer
+
+        hf_tok = AutoTokenizer.from_pretrained(model)
+        if hf_tok.eos_token_id is None:
+            raise ValueError(f"tokenizer of {model!r} has no eos token")
+        tokenizer, eos, gsm8k_eos = hf_tok.backend_tokenizer, int(hf_tok.eos_token_id), int(hf_tok.eos_token_id)
+        corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
+    else:
+        corpus, _, tokenizer, _, state = _resources(size, data_dir, cache, feedback_size, split_seed)
+        eos, gsm8k_eos = tokenizer.token_to_id(EOS_TOKEN), None
+    makers = {"math": lambda: math_domain(corpus), "code": code_domain, "prose": lambda: prose_domain(data_dir)}
+    declared = tuple(makers[n]() for n in builtins) + extra
+    heldout = [enc.ids + [eos] for enc in tokenizer.encode_batch(problem_texts(corpus.feedback + corpus.eval))]
+    tokenized = tokenize_domains(declared, tokenizer, eos, window=seq_len, extra_heldout=heldout)
+    return corpus, tokenizer, gsm8k_eos, state, tokenized
+
+
+def _domain_losses(learner, tokenized, names: Sequence[str], rows: int, seq_len: int) -> dict[str, float]:
+    """The learner's mean next-token NLL on ``rows`` evenly spaced pretraining windows of each domain."""
+    out = {}
+    with torch.no_grad():
+        for name in names:
+            toks = tokenized[name].tokens
+            starts = torch.linspace(0, toks.numel() - seq_len - 1, rows).long()
+            ids = toks[starts[:, None] + torch.arange(seq_len)].to(learner.device)
+            logits = learner.module(input_ids=ids).logits[:, :-1]
+            out[name] = float(F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten()))
+    return out
+
+
+def _make_domains_env(
+    *,
+    continuous: bool,
+    size: str = "tiny",
+    data: str | Path | None = None,
+    budget: int | None = None,
+    reward: str = "alignment",
+    updates_per_decision: int = 1,
+    feedback_period: int = 8,
+    device: str = "auto",
+    dtype: str | None = None,
+    alignment: str | int = "last2",
+    lr: float | None = None,
+    feedback_size: int = 1024,
+    split_seed: int = 0,
+    eval_items: int | None = None,
+    max_new_tokens: int | None = None,
+    heldout_eval_windows: int | None = None,
+    domains: Sequence[str] = BUILTIN_DOMAINS,
+    extra_domains: Sequence[TextDomain] = (),
+    feedback: Mapping[str, float] | None = None,
+    domain_matched: bool = False,
+    mixtures: Mapping[str, Mapping[str, float]] | None = None,
+    logit_scale: float = 3.0,
+    model: str | None = None,
+    cache: str | Path | None = None,
+) -> TaskDesignEnv:
+    _check_choice("size", size, LM_PRESETS)
+    preset = LM_PRESETS[size]
+    budget_obj = Budget.of(preset.budget if budget is None else budget, updates_per_decision=updates_per_decision,
+                           feedback_period=feedback_period)
+    make_value_estimator(reward)
+    if lr is not None and not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    for name, value in (("eval_items", eval_items), ("max_new_tokens", max_new_tokens),
+                        ("heldout_eval_windows", heldout_eval_windows)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+    if size == "paper" and not model:
+        raise ValueError("size='paper' needs model=<local path or hub id>, e.g. a Qwen2.5-0.5B checkpoint folder")
+    if size != "paper" and model is not None:
+        raise ValueError(f"model={model!r} is only used by size='paper'; tiny/small build their own base")
+    extra = tuple(extra_domains)
+    if not all(isinstance(d, TextDomain) for d in extra):
+        raise ValueError(f"extra_domains must be TextDomain objects, got {[type(d).__name__ for d in extra]}")
+    known = BUILTIN_DOMAINS + tuple(d.name for d in extra)
+    if len(set(known)) != len(known):
+        raise ValueError(f"extra domain names {[d.name for d in extra]} clash with the built-in {BUILTIN_DOMAINS}")
+    names = tuple(domains) + tuple(d.name for d in extra if d.name not in domains)
+    unknown = [n for n in names if n not in known]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"domains={tuple(domains)} must be distinct names from {list(known)}; bad: {unknown}")
+    with_feedback = ("gsm8k",) + tuple(n for n in known if n in ("code", "prose") or
+                                       any(d.name == n and d.has_feedback for d in extra))
+    omega = dict(feedback if feedback is not None else {"gsm8k": 0.5, "code": 0.5})
+    bad = sorted(set(omega) - set(with_feedback))
+    if not omega or bad:
+        raise ValueError(f"feedback={omega} names unknown feedback task(s) {bad}; accepted: {list(with_feedback)}")
+    matched = {j: ("math" if j == "gsm8k" else j) for j in omega}
+    task_space = DomainMixtureTaskSpace(domain_names=names, continuous=continuous, mixtures=mixtures,
+                                        logit_scale=logit_scale)  # validates mixtures before any heavy work
+    normalized_weights(omega)  # finite, >= 0, positive sum
+    used = tuple(n for n in BUILTIN_DOMAINS if n in names or n in omega)
+    dev = resolve_device(device)
+    chosen_dtype = dtype or (preset.dtype if dev.type == "cuda" else "float32")
+    _check_choice("dtype", chosen_dtype, {"float32", "bfloat16"})
+
+    data_dir = resolve_data_dir(data)
+    folder = cache_dir(cache)
+    if preset.base is None:
+        from transformers import AutoConfig
+
+        context = min(int(getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", 2048)), 2048)
+    else:
+        context = preset.base.context_length
+    seq_len = min(preset.seq_len, context)
+    corpus, tokenizer, eos, state, tokenized = _domain_resources(size, data_dir, folder, feedback_size, split_seed,
+                                                                 seq_len, used, extra, model)
+    if preset.base is None:
+        from transformers import AutoModelForCausalLM
+
+        net = AutoModelForCausalLM.from_pretrained(
+            model, dtype=torch.bfloat16 if chosen_dtype == "bfloat16" else torch.float32)
+    else:
+        from vpt_gym.lm.model import build_gpt2
+
+        net = build_gpt2(preset.base)
+        net.load_state_dict(state)
+    learner = make_lm_learner(net, lr=lr or preset.lr, alignment=alignment, device=dev, dtype=chosen_dtype)
+    task_space.set_initial_losses(_domain_losses(learner, tokenized, names, preset.batch_size, seq_len))
+    stream = DomainStream({n: tokenized[n].tokens for n in names}, batch_size=preset.batch_size, seq_len=seq_len)
+    tasks: dict[str, Any] = {}
+    for j in omega:
+        if j == "gsm8k":
+            tasks[j] = GSM8KFeedback(
+                feedback=corpus.feedback, eval=corpus.eval, tokenizer=tokenizer, context_length=context,
+                batch_size=preset.feedback_batch_size, probe_size=preset.probe_size,
+                eval_items=min(eval_items or preset.eval_items, len(corpus.eval)),
+                max_new_tokens=min(max_new_tokens or preset.max_new_tokens, context // 2), source=corpus.source,
+                eos_token_id=eos)
+        else:
+            dom = tokenized[j]
+            tasks[j] = HeldoutNLLFeedback(
+                feedback=dom.feedback_windows, eval=dom.eval_windows,
+                batch_size=min(preset.feedback_batch_size, dom.feedback_windows.shape[0]),
+                probe_size=min(preset.probe_size, dom.feedback_windows.shape[0]),
+                eval_items=min(heldout_eval_windows or 4 * preset.eval_items, dom.eval_windows.shape[0]),
+                source=f"{dom.source} (held-out files/chunks)")
+    multitask = MultitaskFeedback(tasks, omega, matched_domains=matched, domain_matched=domain_matched)
+    env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=multitask,
+                        budget=budget_obj, reward=reward)
+    env.tokenizer = tokenizer
+    env.data_sources = {n: tokenized[n].source for n in names}
+    env.decontamination = {n: {"documents": tokenized[n].documents, "dropped": tokenized[n].dropped} for n in names}
+    return env
+
+
+def make_domains_env(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/LM-Domains-v0``: a ``Discrete`` menu of data-domain mixtures for the next learner update.
+
+    Description:
+        Continued pretraining of a causal LM (one-hot next-token prediction) where the designer picks, each
+        decision, which data domain(s) feed the update: GSM8K worked solutions (``math``, the unlabeled train
+        part only), Python standard-library sources (``code``) and Tiny Shakespeare (``prose``), plus any
+        declared ``extra_domains``. Closest to online data mixing (ODM, DoReMi, DoGE), steered by gradient
+        alignment with a multitask feedback set. Source: V-Pretraining (arXiv 2601.22108) v2 multitask
+        setting, Eq. 44-46.
+
+    Action Space:
+        ``Discrete(1 + D + len(mixtures))``: 0 ``uniform`` (the standard task: each row's domain uniform, the
+        matched-budget baseline), 1..D ``only_<domain>`` (domains in ``domains`` order), then ``mixtures``.
+
+    Observation Space:
+        :class:`~vpt_gym.envs.task_design.TaskDesignEnv`'s base features (budget, loss EMAs, gradient norms,
+        cosine), last value and selection frequency per menu task (so per domain via ``only_<d>``), then the
+        3D descriptors of :class:`DomainMixtureTaskSpace`: standard-task domain fractions of the next batch,
+        EMA of the learner's loss per domain, fraction of trained rows per domain. Names in
+        ``env.observation_names``; all bounds finite.
+
+    Reward:
+        ``alignment`` (default): eta * g_down,S . g_pre,S with g_down = sum_j omega_j g_j over the feedback
+        tasks (default ``{"gsm8k": 0.5, "code": 0.5}``: GSM8K solution NLL and held-out stdlib code NLL);
+        with ``domain_matched=True``, g_down(task) = sum_j pi_{d(j)} g_j (each domain paired with its own
+        feedback). Also ``cosine``, ``value_gain``, ``metric_gain``, ``advantage``.
+
+    Episode End:
+        ``terminated`` when the budget of learner updates is spent or on divergence; ``info["eval"]`` then
+        lists every feedback task's held-out metrics (``"gsm8k/eval_nll"``, ``"gsm8k/eval_pass@1"``,
+        ``"code/eval_nll"``, ...) and ``"eval_nll"``, their omega-weighted NLL.
+
+    Budget:
+        ``budget`` learner updates (preset default: tiny 16, small 200); ``info["ledger"]`` counts passes,
+        examples and tokens (of the materialized views).
+
+    Arguments:
+        size, data, budget, reward, updates_per_decision, feedback_period, device, dtype, alignment, lr,
+        feedback_size, split_seed, eval_items, max_new_tokens, model, cache: as in
+        :func:`vpt_gym.envs.lm.make_soft_targets_env` (same presets, tokenizer and base checkpoint).
+        heldout_eval_windows: eval windows of each held-out NLL task (default 4 * the preset's eval_items).
+        domains: built-in domains in the menu, subset of ``("math", "code", "prose")`` (default all three).
+        extra_domains: further :class:`~vpt_gym.lm.domains.TextDomain` objects (always in the menu; one with
+            feedback/eval texts can be a feedback task under its name).
+        feedback: feedback task -> omega (>= 0, finite, positive sum; normalized); tasks ``"gsm8k"``,
+            ``"code"``, ``"prose"`` or an extra domain with held-out texts.
+        domain_matched: score each update with its domains' own feedback (gsm8k <-> math).
+        mixtures: extra named menu entries, name -> {domain: weight} on the simplex.
+
+    Raises:
+        ValueError: any argument outside its range (a mixture off the simplex or non-finite, unknown domain
+            or feedback names, ...) before any data is read or model built.
+        FileNotFoundError: ``data`` names a missing folder.
+
+    Version History:
+        v0: initial release.
+    """
+    return _make_domains_env(continuous=False, **kwargs)
+
+
+def make_domains_continuous_env(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/LM-DomainsContinuous-v0``: ``Box([-1, 1]^D)`` -> mixture pi = softmax(logit_scale * a).
+
+    Each pretraining row's domain is drawn from pi (see :class:`DomainMixtureTaskSpace`); the standard
+    action 0 is the uniform mixture. ``logit_scale`` (default 3, finite > 0) bounds the odds between two
+    domains by exp(2 * logit_scale). Otherwise the card of :func:`make_domains_env` applies (no
+    ``mixtures``; the per-task value/frequency entries have one slot, the per-domain row fractions and loss
+    EMAs are in the descriptors).
+    """
+    return _make_domains_env(continuous=True, **kwargs)
