@@ -172,38 +172,59 @@ def measure_lookahead(args) -> list[dict[str, Any]]:
     return out
 
 
-def _peak_child(env_id: str, size: str, device: str, mode: str, steps: int, queue) -> None:
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
+
+
+def _peak_child(env_id: str, size: str, device: str, mode: str, period: int, steps: int, queue) -> None:
+    import threading
+
     torch.set_num_threads(1)
-    env = make_env(env_id, size, device, "alignment", 8, steps + 1)
+    env = make_env(env_id, size, device, "alignment", period, steps + 1)
     env.reset(seed=0)
     dev = env.learner.device
+    peak = {"rss": 0}
+    stop = threading.Event()
+
+    def sample() -> None:  # CPU: the resident set, sampled every millisecond during the loop
+        while not stop.is_set():
+            peak["rss"] = max(peak["rss"], _rss_bytes())
+            stop.wait(0.001)
+
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
     else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        base = _rss_bytes()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
     for _ in range(steps):
         plain_step(env) if mode == "plain" else env.step(env.standard_action)
     if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(dev)
+        top = torch.cuda.max_memory_allocated(dev)
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    queue.put({"base_bytes": int(base), "peak_bytes": int(peak)})
+        stop.set()
+        sampler.join()
+        top = max(peak["rss"], _rss_bytes())
+    queue.put({"base_bytes": int(base), "peak_bytes": int(top)})
 
 
 def measure_memory(args) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     out = {}
+    period = min(args.feedback_periods)  # the most frequent feedback refresh: the env's worst case
     for mode in ("plain", "env"):
         queue = ctx.Queue()
-        proc = ctx.Process(target=_peak_child, args=(ENV_OF[args.env], args.size, args.device, mode, 12, queue))
+        proc = ctx.Process(target=_peak_child, args=(ENV_OF[args.env], args.size, args.device, mode, period, 12,
+                                                     queue))
         proc.start()
         out[mode] = queue.get()
         proc.join()
-    kind = "cuda peak allocated" if args.device == "cuda" else "peak RSS"
+    kind = "cuda peak allocated" if args.device == "cuda" else "peak RSS (sampled each ms)"
     growth = {m: max(v["peak_bytes"] - v["base_bytes"], 1) for m, v in out.items()}
-    return {"kind": kind, "plain": out["plain"], "env": out["env"],
+    return {"kind": kind, "feedback_period": period, "plain": out["plain"], "env": out["env"],
             "ratio_peak": out["env"]["peak_bytes"] / out["plain"]["peak_bytes"],
             "ratio_growth": growth["env"] / growth["plain"]}
 
@@ -241,8 +262,10 @@ def main() -> None:
             print(f"  K={r['K']:<3} {r['lookahead']:<9} {r['median_ms']:8.2f} ms   ratio {r['ratio_vs_step']:.3f}")
     memory = None if args.no_memory else measure_memory(args)
     if memory:
-        print(f"memory ({memory['kind']}): env/plain peak {memory['ratio_peak']:.3f}, "
-              f"growth over the built env {memory['ratio_growth']:.3f}")
+        print(f"memory ({memory['kind']}, feedback_period {memory['feedback_period']}): env/plain peak "
+              f"{memory['ratio_peak']:.3f}, growth over the built env {memory['ratio_growth']:.3f} "
+              f"({(memory['env']['peak_bytes'] - memory['env']['base_bytes']) / 2**20:.1f} MiB vs "
+              f"{(memory['plain']['peak_bytes'] - memory['plain']['base_bytes']) / 2**20:.1f} MiB)")
     result = {**info, "rows": rows, "lookahead": lookahead, "memory": memory}
     if args.json:
         from vpt_gym.runner import write_json_atomic
