@@ -90,6 +90,8 @@ class TailForward:
             self._pending = (args[0].detach(), tuple(args[1:]), dict(kwargs))
 
     def __call__(self, module: nn.Module, batch: Any) -> Any:
+        if not torch.is_grad_enabled():  # eval, or a forward-mode look-ahead (no_grad + jvp): nothing to record
+            return self.forward_fn(module, batch)
         self._armed, self._pending = True, None
         try:
             out = self.forward_fn(module, batch)

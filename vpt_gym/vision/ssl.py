@@ -291,6 +291,10 @@ class SSLLearner:
         """Backpropagate ``loss`` into the student; return g_pre,S (live ``.grad`` of S)."""
         return self._inner.backward(loss)
 
+    def grad_only_on_subset(self):
+        """Context: parameters outside S do not require grad (a feedback forward builds no graph below S)."""
+        return self._inner.grad_only_on_subset()
+
     def subset_gradient(self, loss: torch.Tensor, *, retain_graph: bool = False) -> list[torch.Tensor]:
         """Gradient of ``loss`` on S only (``.grad`` untouched)."""
         return self._inner.subset_gradient(loss, retain_graph=retain_graph)
