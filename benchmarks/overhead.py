@@ -137,10 +137,34 @@ def measure(args, reward: str, period: int) -> dict[str, Any]:
             "env_breakdown_ms": {k: v * 1e3 for k, v in parts.items()}}
 
 
+def measure_task_dependent_lookahead(args) -> list[dict[str, Any]]:
+    """Per-candidate look-ahead cost of a task-dependent family (vision): forward + backward vs forward mode."""
+    env = make_env(ENV_OF[args.env], args.size, args.device, "alignment", 8, 4 * (args.steps + args.warmup) + 1)
+    device = env.learner.device
+    env.reset(seed=0)
+    n = min(3, env.action_space.n)
+    times: dict[str, list[float]] = collections.defaultdict(list)
+    for r in range(max(args.steps // 4, 3) + 1):
+        for label, per_task in (("step", None), ("backward", False), ("jvp", True)):
+            _sync(device)
+            start = time.perf_counter()
+            if per_task is None:
+                env.step(env.standard_action)
+            else:
+                env.forward_mode_per_task = per_task
+                env.lookahead_values(list(range(n)))
+            _sync(device)
+            if r:
+                times[label].append((time.perf_counter() - start) / (1 if per_task is None else n))
+    step = statistics.median(times["step"])
+    return [{"K": 1, "lookahead": mode, "median_ms": statistics.median(times[mode]) * 1e3,
+             "ratio_vs_step": statistics.median(times[mode]) / step} for mode in ("backward", "jvp")]
+
+
 def measure_lookahead(args) -> list[dict[str, Any]]:
     """Greedy look-ahead over the first K tasks of a 17-task soft-target menu + the step, vs the step alone."""
     if args.env != "lm":
-        return []
+        return measure_task_dependent_lookahead(args)
     alphas = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)  # menu: one_hot + 8 uniform + 8 self = 17 tasks
     ks = [k for k in args.lookahead_k if k <= 17]
     rounds = args.steps + args.warmup
@@ -257,7 +281,8 @@ def main() -> None:
               f"{r['ratio_median']:>8.3f}{r['ratio_mean']:>12.3f}   {parts}")
     lookahead = measure_lookahead(args)
     if lookahead:
-        print("greedy look-ahead over K soft-target tasks + the step, vs a single-task env step (median):")
+        print("greedy look-ahead over K soft-target tasks + the step, vs a single-task env step (median):"
+              if args.env == "lm" else "look-ahead per candidate task (no step), vs an env step (median):")
         for r in lookahead:
             print(f"  K={r['K']:<3} {r['lookahead']:<9} {r['median_ms']:8.2f} ms   ratio {r['ratio_vs_step']:.3f}")
     memory = None if args.no_memory else measure_memory(args)

@@ -250,6 +250,10 @@ class SSLLearner:
     def num_parameters(self) -> int:
         return self._inner.num_parameters
 
+    @property
+    def num_alignment_parameters(self) -> int:
+        return self._inner.num_alignment_parameters
+
     def alignment_parameters(self) -> list[torch.Tensor]:
         """S: the last blocks (+ final norm) of the student backbone."""
         return self._inner.alignment_parameters()
