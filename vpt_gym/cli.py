@@ -6,15 +6,135 @@ import argparse
 import contextlib
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    """Print every registered id with its learner, task menu and reward, one line each."""
+CARD_HEADINGS = ("Description", "Action Space", "Observation Space", "Reward", "Episode End", "Budget", "Arguments",
+                 "Raises", "Version History")
+"""The sections of an env card (the Gymnasium card headings), in the order ``vpt-gym list --markdown`` renders."""
+_LIST_SECTIONS = ("Arguments", "Raises", "Version History")
+
+
+def _md(text: str) -> str:
+    """Docstring markup to Markdown: ``x`` and :role:`~a.b` become `x` and `a.b`."""
+    text = re.sub(r":(?:class|func|data|meth|mod|attr|obj):`~?([^`]+)`", r"``\1``", text)
+    return text.replace("``", "`")
+
+
+def parse_card(doc: str) -> tuple[str, dict[str, list[str]]]:
+    """(summary line, {heading: lines dedented to the heading's body}) of an env factory's docstring.
+
+    Raises:
+        ValueError: the docstring lacks one of :data:`CARD_HEADINGS` (the message names them).
+    """
+    import inspect
+
+    lines = inspect.cleandoc(doc).splitlines()
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines[1:]:
+        if line.rstrip(":") in CARD_HEADINGS and line.endswith(":") and not line.startswith(" "):
+            current = sections.setdefault(line[:-1], [])
+        elif current is not None:
+            current.append(line[4:] if line.startswith("    ") else line.strip())
+    missing = [h for h in CARD_HEADINGS if h not in sections]
+    if missing:
+        raise ValueError(f"env card {lines[0]!r} lacks the heading(s) {missing}")
+    return lines[0], sections
+
+
+def render_card(env_id: str, doc: str) -> str:
+    """One env card as Markdown: a ``<details>`` block with the card's sections in :data:`CARD_HEADINGS` order."""
+    summary, sections = parse_card(doc)
+    title = re.sub(r"`([^`]+)`", r"<code>\1</code>", _md(summary).removeprefix(f"Build `{env_id}`: "))
+    out = [f"<details><summary><code>{env_id}</code>: {title}</summary>", ""]
+    for heading in CARD_HEADINGS:
+        body = sections[heading]
+        while body and not body[-1].strip():
+            body.pop()
+        out += [f"**{heading}**", ""]
+        if heading in _LIST_SECTIONS:
+            items: list[str] = []
+            for line in body:
+                if not line.strip():
+                    continue
+                if line.startswith(" ") and items:
+                    items[-1] += " " + line.strip()
+                else:
+                    items.append(line.strip())
+            out += [f"- {_md(item)}" for item in items]
+        else:
+            out += [_md(line.strip()) if not line.startswith("|") else _md(line) for line in body]
+        out.append("")
+    out.append("</details>")
+    return "\n".join(out)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown_table() -> str:
+    """The env table of ``vpt-gym list --markdown``: one row per registered id."""
     from vpt_gym.envs import ENV_IDS
 
+    rows = ["| id | learner | task menu (action) | feedback | reward modes | presets | CPU ms/step |",
+            "|---|---|---|---|---|---|---|"]
+    for env_id, spec in ENV_IDS.items():
+        presets = ", ".join(f"`{p}`" for p in spec["presets"]) or "-"
+        rewards = ", ".join(f"`{r}`" for r in spec["rewards"])
+        cost = ", ".join(f"{k} {v:g}" if k != "default" else f"{v:g}" for k, v in spec["cpu_step_ms"].items())
+        rows.append(f"| `{env_id}` | {_cell(spec['learner'])} | {_cell(spec['tasks'])} | {_cell(spec['reward'])} | "
+                    f"{rewards} | {presets} | {cost} |")
+    return "\n".join(rows)
+
+
+def render_markdown() -> str:
+    """``vpt-gym list --markdown``: the env table, then every env's card rendered from its factory docstring."""
+    import importlib
+
+    from vpt_gym.envs import ENV_IDS
+
+    parts = [markdown_table(), "",
+             "CPU ms/step: mean wall-clock time of one `env.step` (fixed designer, `alignment` reward, feedback "
+             "period 8, one torch thread); see `vpt_gym.envs.ENV_IDS`. Every env accepts every reward mode; "
+             "the first is the default.", ""]
+    for env_id, spec in ENV_IDS.items():
+        module, _, name = spec["entry_point"].partition(":")
+        factory = getattr(importlib.import_module(module), name)
+        parts += [render_card(env_id, factory.__doc__ or ""), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+README_BEGIN = "<!-- BEGIN vpt-gym list --markdown -->\n"
+README_END = "<!-- END vpt-gym list --markdown -->"
+
+
+def update_readme(path: str | Path) -> None:
+    """Replace the text between :data:`README_BEGIN` and :data:`README_END` in ``path`` by
+    :func:`render_markdown` (how README.md's env section is regenerated).
+
+    Raises:
+        ValueError: ``path`` lacks the two markers.
+    """
+    target = Path(path)
+    text = target.read_text(encoding="utf-8")
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{target} lacks the markers {README_BEGIN.strip()!r} ... {README_END!r}")
+    begin, end = text.index(README_BEGIN) + len(README_BEGIN), text.index(README_END)
+    target.write_text(text[:begin] + render_markdown() + text[end:], encoding="utf-8")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print every registered id with its learner, task menu and reward, one line each (or ``--markdown``)."""
+    from vpt_gym.envs import ENV_IDS
+
+    if args.markdown:
+        print(render_markdown(), end="")
+        return 0
     for env_id, spec in ENV_IDS.items():
         print(f"{env_id}  learner: {spec['learner']}; tasks: {spec['tasks']}; reward: {spec['reward']}")
     return 0
@@ -39,14 +159,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     import vpt_gym  # noqa: F401  (registers the ids)
-    from vpt_gym.agents import DESIGNERS, make_designer
+    from vpt_gym.agents import DESIGNERS, load_designer_class, make_designer
     from vpt_gym.envs import ENV_IDS
     from vpt_gym.runner import run_episode, write_json_atomic
 
     if args.env_id not in ENV_IDS:
         raise SystemExit(f"error: unknown env id {args.env_id!r}; registered: {sorted(ENV_IDS)}")
-    if args.designer not in DESIGNERS and not args.designer.startswith("sb3:"):
-        raise SystemExit(f"error: unknown designer {args.designer!r}; accepted: {sorted(DESIGNERS)} or sb3:RUN_DIR")
+    if args.designer not in DESIGNERS and ":" not in args.designer:
+        raise SystemExit(f"error: unknown designer {args.designer!r}; accepted: {sorted(DESIGNERS)}, sb3:RUN_DIR (a "
+                         "model saved by `vpt-gym train`) or your own class as FILE.py:ClassName")
+    if ":" in args.designer and not args.designer.startswith("sb3:"):
+        try:  # import the user's designer file before the (slow) env build
+            load_designer_class(args.designer)
+        except (ValueError, FileNotFoundError, ImportError) as exc:
+            raise SystemExit(f"error: {exc}") from exc
     if args.budget is not None and args.budget < 1:
         raise SystemExit(f"error: --budget must be >= 1, got {args.budget}")
     if args.out is not None and Path(args.out).is_dir():
@@ -115,7 +241,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         suite = load_suite(args.suite)
-        rows = run_suite(suite, args.out, designers=args.designers, seeds=args.seeds, workers=args.workers,
+        designers = args.designers
+        if args.add_designer:
+            before = {d.label for d in suite.designers}
+            suite = suite.with_designers(args.add_designer)
+            if designers is not None:
+                designers = [*designers, *(d.label for d in suite.designers if d.label not in before)]
+        rows = run_suite(suite, args.out, designers=designers, seeds=args.seeds, workers=args.workers,
                          backend=args.backend, torch_threads=args.threads, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, ImportError, KeyError) as exc:
         raise SystemExit(f"error: {exc}") from exc
@@ -185,11 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="vpt-gym", description="Task-design environments for (continued) pretraining.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list registered env ids").set_defaults(func=cmd_list)
+    listing = sub.add_parser("list", help="list registered env ids")
+    listing.add_argument("--markdown", action="store_true",
+                         help="print the README's env table and env cards (rendered from the env docstrings)")
+    listing.set_defaults(func=cmd_list)
     run = sub.add_parser("run", help="run one episode of a designer")
     _add_env_arguments(run)
-    run.add_argument("--designer", default="fixed", help="designer name (default: fixed), or sb3:RUN_DIR for a "
-                     "model saved by `vpt-gym train`")
+    run.add_argument("--designer", default="fixed", help="designer name (default: fixed), sb3:RUN_DIR for a "
+                     "model saved by `vpt-gym train`, or your own class as FILE.py:ClassName")
     run.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     run.add_argument("--out", default=None, help="write the full result (with action log) as JSON here")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -212,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("suite", help="suite TOML file, e.g. benchmarks/suites/tiny.toml")
     bench.add_argument("--out", required=True, help="results JSONL file (appended; finished rows are skipped)")
     bench.add_argument("--designers", nargs="+", default=None, help="only these designer labels of the suite")
+    bench.add_argument("--add-designer", action="append", default=[], metavar="[LABEL=]NAME",
+                       help="also run this designer at the suite's budgets and seeds (repeatable): a designer name, "
+                       "or your own class as FILE.py:ClassName or package.module:ClassName")
     bench.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds of the suite")
     bench.add_argument("--workers", type=int, default=1, help="episodes at once (default 1: in this process)")
     bench.add_argument("--backend", default="local", choices=["local", "ray"],

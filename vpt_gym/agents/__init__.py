@@ -80,21 +80,78 @@ DESIGNERS: dict[str, Callable[[gym.Env], Designer]] = {
 """Designer factories by name (``vpt-gym run --designer NAME``)."""
 
 
+def load_designer_class(spec: str) -> Callable[..., Designer]:
+    """The designer factory named by ``spec`` = ``FILE.py:ClassName`` or ``package.module:ClassName``.
+
+    A file path is relative to the working directory; the file is imported once per process (as module
+    ``vpt_gym_user.<stem>``) and may import anything installed. The factory is called as ``factory(env,
+    **kwargs)`` and must return a :class:`Designer`.
+
+    Raises:
+        ValueError: ``spec`` is not of the form ``SOURCE:NAME``, or the source has no attribute ``NAME``.
+        FileNotFoundError: the ``.py`` file does not exist.
+        ImportError: the module cannot be imported.
+    """
+    import hashlib
+    import importlib
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    source, sep, attr = spec.rpartition(":")
+    if not sep or not source or not attr.isidentifier():
+        raise ValueError(f"designer {spec!r} is not of the form FILE.py:ClassName or package.module:ClassName")
+    if source.endswith(".py"):
+        path = Path(source).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"designer file {source!r} does not exist (looked for {path}); give a path "
+                                    "relative to the working directory, e.g. my_designer.py:MyDesigner")
+        module_name = f"vpt_gym_user.{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+        module = sys.modules.get(module_name)
+        if module is None:
+            loader_spec = importlib.util.spec_from_file_location(module_name, path)
+            assert loader_spec is not None and loader_spec.loader is not None
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[module_name] = module
+            try:
+                loader_spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[module_name]
+                raise
+    else:
+        module = importlib.import_module(source)
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        raise ValueError(f"designer {spec!r}: {source} has no class or function {attr!r}")
+    return factory
+
+
 def make_designer(name: str, env: gym.Env, **kwargs: Any) -> Designer:
     """A designer by name for ``env``; ``kwargs`` go to its constructor.
 
-    ``sb3:PATH`` loads a Stable-Baselines3 run folder (:class:`vpt_gym.agents.sb3.SB3Designer`).
+    ``sb3:PATH`` loads a Stable-Baselines3 run folder (:class:`vpt_gym.agents.sb3.SB3Designer`);
+    ``FILE.py:ClassName`` or ``package.module:ClassName`` builds your own designer class (see
+    :func:`load_designer_class`).
 
     Raises:
         ValueError: unknown name (the message lists :data:`DESIGNERS`).
-        TypeError: a keyword the designer does not take.
+        TypeError: a keyword the designer does not take, or the object built is not a :class:`Designer`.
     """
     if name.startswith("sb3:"):
         from vpt_gym.agents.sb3 import SB3Designer
 
         return SB3Designer(env, name[len("sb3:"):], **kwargs)
+    if ":" in name:
+        designer = load_designer_class(name)(env, **kwargs)
+        if isinstance(designer, type) or not isinstance(designer, Designer):
+            missing = [m for m in ("name", "reset", "act", "observe") if not hasattr(designer, m)]
+            raise TypeError(f"designer {name!r} built a {type(designer).__name__}, not a vpt_gym Designer "
+                            f"(missing: {missing}); it needs name, reset(seed), act(observation, info) and "
+                            "observe(action, reward, observation, terminated, truncated, info)")
+        return designer
     if name not in DESIGNERS:
-        raise ValueError(f"unknown designer {name!r}; accepted: {sorted(DESIGNERS)} or sb3:RUN_DIR")
+        raise ValueError(f"unknown designer {name!r}; accepted: {sorted(DESIGNERS)}, sb3:RUN_DIR (a model saved by "
+                         "`vpt-gym train`) or your own class as FILE.py:ClassName")
     return DESIGNERS[name](env, **kwargs)
 
 

@@ -11,7 +11,7 @@ the seeds and the primary metric per env. File format (``benchmarks/suites/tiny.
     designers = ["fixed", "random", "ucb1"]          # plain names, or tables (below)
 
     [[designers]]                                      # alternatively: one table per designer
-    name = "greedy"                                    # a key of vpt_gym.agents.DESIGNERS, or "sb3"
+    name = "greedy"                                    # a key of vpt_gym.agents.DESIGNERS, "sb3", or FILE.py:Class
     label = "greedy"                                   # the leaderboard name (default: name)
     kwargs = { }                                       # constructor keywords
     envs = ["vpt/Toy-Alignment-v0"]                    # restrict to these envs (default: all)
@@ -32,9 +32,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -133,7 +133,8 @@ class DesignerEntry:
     """One designer of a suite.
 
     Attributes:
-        name: a key of :data:`vpt_gym.agents.DESIGNERS`, or ``"sb3"`` (with :attr:`train`).
+        name: a key of :data:`vpt_gym.agents.DESIGNERS`, ``"sb3"`` (with :attr:`train`), or your own class as
+            ``FILE.py:ClassName`` (path relative to the working directory) or ``package.module:ClassName``.
         label: the name on the leaderboard (unique in the suite).
         kwargs: constructor keywords.
         envs: the env ids this designer runs on (empty: all of the suite's).
@@ -154,8 +155,13 @@ class DesignerEntry:
         if self.name == "sb3":
             if self.train is None:
                 raise ValueError(f"designer {self.label!r}: name 'sb3' needs a train table (algo, timesteps, seed)")
+        elif ":" in self.name and not self.name.startswith("sb3:"):
+            from vpt_gym.agents import load_designer_class
+
+            load_designer_class(self.name)  # FILE.py:ClassName / module:ClassName: fail at load, not mid-run
         elif self.name not in DESIGNERS:
-            raise ValueError(f"unknown designer {self.name!r}; accepted: {sorted(DESIGNERS)} or 'sb3'")
+            raise ValueError(f"unknown designer {self.name!r}; accepted: {sorted(DESIGNERS)}, 'sb3' (with a train "
+                             "table) or your own class as FILE.py:ClassName")
         elif self.train is not None:
             raise ValueError(f"designer {self.label!r}: a train table is only accepted with name 'sb3'")
 
@@ -208,6 +214,25 @@ class Suite:
             if d.train is not None and d.train.seed in self.seeds:
                 raise ValueError(f"designer {d.label!r}: train seed {d.train.seed} is an evaluation seed "
                                  f"{list(self.seeds)}; train on seeds the leaderboard does not use")
+
+    def with_designers(self, specs: Sequence[str]) -> Suite:
+        """This suite plus designers given as ``NAME`` or ``LABEL=NAME`` (``vpt-gym bench --add-designer``).
+
+        ``NAME`` is anything :class:`DesignerEntry` accepts (e.g. ``my_designer.py:MyDesigner``); the label
+        defaults to ``NAME``. The suite's envs, budgets and seeds are unchanged, so the added designer is
+        compared with the suite's designers at the matched budget.
+
+        Raises:
+            ValueError: a bad spec, an unknown designer, or a label already in the suite.
+        """
+        added = []
+        for spec in specs:
+            label, sep, name = spec.partition("=")
+            if not sep:
+                label, name = spec, spec
+            added.append(DesignerEntry(name=_str("--add-designer name", name), label=_str("--add-designer label",
+                                                                                          label)))
+        return replace(self, designers=self.designers + tuple(added))
 
     def env(self, env_id: str) -> EnvEntry:
         """The entry of ``env_id``. Raises ``KeyError`` naming the suite's ids."""

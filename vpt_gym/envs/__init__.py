@@ -10,12 +10,18 @@ from typing import Any
 
 import gymnasium
 
+REWARD_MODES: tuple[str, ...] = ("alignment", "cosine", "value_gain", "metric_gain", "advantage")
+"""The ``reward=`` names every env accepts (default first); :data:`vpt_gym.value.VALUE_ESTIMATORS` holds them."""
+SIZE_PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
+"""The ``size=`` presets of the LM and vision envs (the toy env has none)."""
+
 ENV_IDS: dict[str, dict[str, Any]] = {
     "vpt/Toy-Alignment-v0": {
         "entry_point": "vpt_gym.envs.toy:make_toy_env",
         "learner": "closed-form point in R^8, SGD",
         "tasks": "Discrete(5): mixture (standard) | source_0..source_3 (drifting alignment)",
         "reward": "alignment (eta g_down.g_pre, analytic feedback)",
+        "presets": (), "rewards": REWARD_MODES, "cpu_step_ms": {"default": 0.9},
         "smoke_kwargs": {"budget": 32},
     },
     "vpt/LM-SoftTargets-v0": {
@@ -23,6 +29,7 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
         "tasks": "Discrete(7): one_hot (standard) | uniform top-64 smoothing | self top-64 distillation, alpha in {0.1, 0.25, 0.5}",
         "reward": "alignment with GSM8K solution-NLL feedback",
+        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 160},
         "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
     },
     "vpt/LM-SoftTargetsContinuous-v0": {
@@ -30,6 +37,7 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
         "tasks": "Box([-1,1]^2) -> self top-64 distillation gate alpha in [0, 0.5], temperature in [0.25, 4]",
         "reward": "alignment with GSM8K solution-NLL feedback",
+        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 180},
         "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
     },
     "vpt/LM-Domains-v0": {
@@ -37,6 +45,7 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
         "tasks": "Discrete(4): uniform mixture (standard) | only_math | only_code | only_prose (data domain of the update)",
         "reward": "alignment with multitask feedback: GSM8K solution NLL + held-out stdlib code NLL (optional domain-matched)",
+        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 180},
         "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8, "heldout_eval_windows": 4},
     },
     "vpt/LM-DomainsContinuous-v0": {
@@ -44,6 +53,7 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
         "tasks": "Box([-1,1]^3) -> domain mixture softmax(3a) over math | code | prose",
         "reward": "alignment with multitask feedback: GSM8K solution NLL + held-out stdlib code NLL (optional domain-matched)",
+        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 180},
         "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8, "heldout_eval_windows": 4},
     },
     "vpt/SSL-Augment-v0": {
@@ -51,6 +61,7 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "learner": "torchvision ViT student + EMA teacher, DINO (or SimCLR) loss, AdamW (tiny/small/paper)",
         "tasks": "Discrete(6): dino_standard (standard) | weak | tight_crops | strong_color | heavy_blur | crop_only",
         "reward": "alignment with probe-head feedback (classification CE + pixelwise segmentation CE) on real MNIST",
+        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 21, "small": 440},
         "smoke_kwargs": {"size": "tiny", "budget": 8},
     },
     "vpt/SSL-Mask-v0": {
@@ -58,6 +69,7 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "learner": "torchvision ViT student + EMA teacher, DINO (or SimCLR) loss, AdamW (tiny/small/paper)",
         "tasks": "Discrete(13): no_mask (standard) | keep-mask {random, block, centre, grid} x keep {0.4, 0.55, 0.7}, blur fill",
         "reward": "alignment with probe-head feedback (classification CE + pixelwise segmentation CE) on real MNIST",
+        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 21, "small": 450},
         "smoke_kwargs": {"size": "tiny", "budget": 8},
     },
     "vpt/SSL-MaskContinuous-v0": {
@@ -65,11 +77,33 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "learner": "torchvision ViT student + EMA teacher, DINO (or SimCLR) loss, AdamW (tiny/small/paper)",
         "tasks": "Box([-1,1]^2) -> random keep-mask keep ratio in [0.25, 1], blur sigma in [0.5, 4] px",
         "reward": "alignment with probe-head feedback (classification CE + pixelwise segmentation CE) on real MNIST",
+        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 21, "small": 550},
         "smoke_kwargs": {"size": "tiny", "budget": 8},
     },
 }
 """Registered ids: entry point, one-line descriptions of learner, task menu and reward (``vpt-gym list``),
-and ``smoke_kwargs``, the cheapest configuration (used by the contract tests over every id)."""
+``presets`` (``size=`` values), ``rewards`` (accepted ``reward=`` names), ``cpu_step_ms`` and ``smoke_kwargs``,
+the cheapest configuration (used by the contract tests over every id).
+
+``cpu_step_ms`` maps a preset to the mean wall-clock milliseconds of one ``env.step`` on a CPU: fixed designer,
+``reward="alignment"``, ``feedback_period=8`` (so g_down refreshes included), one torch thread, reset and the
+end-of-episode eval excluded; the better of two episodes (tiny: 16 updates, small: 24; toy: 64) on a shared
+2-core x86 machine (torch 2.14 CPU). Indicative only; ``benchmarks/overhead.py`` measures the breakdown."""
+
+OBSERVATION_BASE_ROWS = """\
+        | 0 | ``budget_remaining`` | learner-update budget left, fraction of T | [0, 1] | - |
+        | 1 | ``ema_pretrain_loss`` | EMA of the pretraining loss of the chosen tasks | [0, 1e3] | learner loss |
+        | 2 | ``ema_feedback_loss`` | EMA of L_down, updated at each g_down refresh | [0, 1e3] | feedback loss |
+        | 3 | ``ema_log10_g_pre_norm`` | EMA of log10 of the norm of g_pre on S | [-30, 30] | log10 |
+        | 4 | ``log10_g_down_norm`` | log10 of the norm of the current g_down on S | [-30, 30] | log10 |
+        | 5 | ``ema_cosine`` | EMA of cos(g_down, g_pre) on S | [-1, 1] | - |"""
+"""Rows 0-5 of every env card's Observation Space table (``TaskDesignEnv`` base features; EMA decay 0.9,
+starting at the first measurement; a zero norm reads as -30). Env cards insert them at ``$BASE_ROWS``."""
+
+
+def card(doc: str | None) -> str:
+    """An env factory's docstring with ``$BASE_ROWS`` replaced by :data:`OBSERVATION_BASE_ROWS`."""
+    return (doc or "").replace("        $BASE_ROWS", OBSERVATION_BASE_ROWS)
 
 
 def register_envs() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from vpt_gym.budget import Budget
+from vpt_gym.envs import card
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.lm.corpus import (
     EOS_TOKEN,
@@ -214,21 +215,51 @@ def _chunks(text: str, size: int = 2000) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-def make_soft_targets_env(**kwargs: Any) -> TaskDesignEnv:
-    """Build ``vpt/LM-SoftTargets-v0``: a ``Discrete`` menu of soft next-token targets.
+_LM_CARD = """
+    Observation Space:
+        ``Box(float32)``; names in ``env.unwrapped.observation_names`` (K = 7 for the Discrete menu, 1 for
+        the Box variant, whose per-task entries are ``last_value[continuous]`` and ``frequency[continuous]``):
 
-    Menu (index: task): 0 ``one_hot`` (standard next-token prediction, the matched-budget baseline);
-    1-3 ``uniform_top64_a{0.1,0.25,0.5}`` (uniform top-K smoothing); 4-6 ``self_top64_a{0.1,0.25,0.5}_t1``
-    (self top-K distillation). Source: V-Pretraining v2 §2, Eq. 14-15.
+        | index | name | feature | range | unit |
+        |---|---|---|---|---|
+        $BASE_ROWS
+        | 6..5+K | ``last_value[<task>]`` | eta g_down.g_pre at the task's last update (0 before) | [-1e6, 1e6] | nats |
+        | 6+K..5+2K | ``frequency[<task>]`` | fraction of the updates so far that used each task | [0, 1] | - |
+        | 6+2K | ``batch.fraction_math`` | fraction of the next batch's rows that are GSM8K text | [0, 1] | - |
+        | 7+2K | ``batch.fraction_general`` | fraction of rows that are general prose | [0, 1] | - |
+        | 8+2K | ``batch.loss`` | the learner's one-hot next-token loss on the next batch | [0, 1e3] | nats/token |
+        | 9+2K | ``batch.entropy`` | the learner's mean predictive entropy on the next batch | [0, ln V] | nats |
 
-    Keyword Args:
-        size: ``"tiny"`` | ``"small"`` | ``"paper"`` (see :data:`LM_PRESETS`).
-        data: folder with ``gsm8k/`` and ``tinyshakespeare/`` (default ``$VPT_GYM_DATA``; else hub/embedded).
+        Losses are in nats per token; the ``batch.*`` descriptors come from the forward pass of the next
+        update, run before the observation is returned.
+
+    Reward:
+        ``alignment`` (default): eta * g_down,S . g_pre,S, S = the last two transformer blocks
+        (``alignment="last2"``), g_down the gradient of the GSM8K solution NLL (question tokens masked) on a
+        feedback batch from the feedback split (1,024 GSM8K train problems), refreshed every
+        ``feedback_period`` decisions. Also ``cosine``, ``value_gain``, ``metric_gain`` (Pass@1 on the probe
+        batch: greedy decoding every update) and ``advantage``. Source: V-Pretraining v2 Eq. 8-9, 28.
+
+    Episode End:
+        ``terminated`` when the budget of learner updates is spent or on divergence (``info["diverged"]``);
+        ``info["eval"]`` then holds ``eval_nll`` (solution NLL, nats/token) and ``eval_pass@1`` (greedy
+        exact match) on the first ``eval_items`` GSM8K **test** problems (tiny 8, small 64, paper 256).
+
+    Budget:
+        ``budget`` learner updates (preset default: tiny 16, small 200, paper 1000), one AdamW step each;
+        ``info["ledger"]`` counts learner, feedback and look-ahead forward/backward passes, examples and tokens.
+
+    Arguments:
+        size: ``"tiny"`` (~0.09 M params; tests, seconds) | ``"small"`` (~1.1 M; CPU, minutes) | ``"paper"``
+            (``model=`` a causal LM; GPU, bf16); see :data:`LM_PRESETS`.
+        data: folder with ``gsm8k/{train,test}.jsonl`` and ``tinyshakespeare/input.txt`` (default
+            ``$VPT_GYM_DATA``; else the hub when online with the ``hub`` extra, else the embedded
+            reasoning-gym ``gsm_symbolic`` default).
         budget: learner updates per episode (default: the preset's).
         reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage``.
-        updates_per_decision, feedback_period: see :class:`~vpt_gym.budget.Budget`.
-        device: ``"auto"`` | ``"cpu"`` | ``"cuda"``; dtype: ``"float32"`` | ``"bfloat16"``.
-        alignment: subset S (default ``"last2"``, the last two transformer blocks; ``"all"``).
+        updates_per_decision, feedback_period: see :class:`~vpt_gym.budget.Budget` (defaults 1 and 8).
+        device: ``"auto"`` (CUDA when available) | ``"cpu"`` | ``"cuda"``; dtype: ``"float32"`` | ``"bfloat16"``.
+        alignment: subset S (default ``"last2"``, the last two transformer blocks; ``"lastN"``; ``"all"``).
         lr: AdamW learning rate (default: the preset's).
         math_fraction: probability that a pretraining row is math text (else general prose), in [0, 1].
         feedback_size: GSM8K train examples in the feedback split (default 1,024, the paper's).
@@ -242,6 +273,26 @@ def make_soft_targets_env(**kwargs: Any) -> TaskDesignEnv:
     Raises:
         ValueError: any argument outside its accepted range (before any data is read or model built).
         FileNotFoundError: ``data`` names a missing folder or file.
+
+    Version History:
+        v0: initial release.
+"""
+
+
+def make_soft_targets_env(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/LM-SoftTargets-v0``: a ``Discrete`` menu of soft next-token targets for the next update.
+
+    Description:
+        Continued pretraining of a causal LM (``transformers``; a GPT-2 configuration built and pretrained
+        here for ``tiny``/``small``, any ``AutoModelForCausalLM`` for ``paper``) on a stream mixing GSM8K
+        worked solutions (the unlabeled part of GSM8K train) and general prose; the designer picks, each
+        decision, how the next update's next-token targets are built. The learner never sees the feedback
+        labels. Source: V-Pretraining (arXiv 2601.22108) v2 §2, Eq. 14-15.
+
+    Action Space:
+        ``Discrete(7)``: 0 ``one_hot`` (standard next-token prediction, the matched-budget baseline);
+        1-3 ``uniform_top64_a{0.1,0.25,0.5}`` (uniform top-K smoothing); 4-6 ``self_top64_a{0.1,0.25,0.5}_t1``
+        (self top-K distillation at temperature 1).
     """
     return _make_lm_env(continuous=False, **kwargs)
 
@@ -249,7 +300,16 @@ def make_soft_targets_env(**kwargs: Any) -> TaskDesignEnv:
 def make_soft_targets_continuous_env(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/LM-SoftTargetsContinuous-v0``: ``Box([-1, 1]^2)`` -> self top-K distillation (alpha, tau).
 
-    alpha = alpha_max * (a0 + 1) / 2 in [0, 0.5]; tau = 0.25 * 16 ** ((a1 + 1) / 2) in [0.25, 4]; the standard
-    action [-1, 0] is one-hot prediction (alpha = 0). Same keyword arguments as :func:`make_soft_targets_env`.
+    Description:
+        The learner, data and feedback of ``vpt/LM-SoftTargets-v0``; the action sets the gate and the
+        temperature of self top-K distillation continuously. Source: V-Pretraining v2 §2, Eq. 14-15.
+
+    Action Space:
+        ``Box(-1, 1, (2,), float32)``: alpha = alpha_max * (a0 + 1) / 2 in [0, 0.5]; tau = 0.25 * 16 **
+        ((a1 + 1) / 2) in [0.25, 4]; the standard action [-1, 0] is one-hot prediction (alpha = 0).
     """
     return _make_lm_env(continuous=True, **kwargs)
+
+
+for _factory in (make_soft_targets_env, make_soft_targets_continuous_env):
+    _factory.__doc__ = card((_factory.__doc__ or "") + _LM_CARD)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from vpt_gym.budget import Budget
+from vpt_gym.envs import card
 from vpt_gym.core import Task
 from vpt_gym.envs.lm import LM_PRESETS, _check_choice, _resources
 from vpt_gym.envs.task_design import LOSS_CAP, TaskDesignEnv
@@ -367,27 +368,27 @@ def _make_domains_env(
     return env
 
 
-def make_domains_env(**kwargs: Any) -> TaskDesignEnv:
-    """Build ``vpt/LM-Domains-v0``: a ``Discrete`` menu of data-domain mixtures for the next learner update.
-
-    Description:
-        Continued pretraining of a causal LM (one-hot next-token prediction) where the designer picks, each
-        decision, which data domain(s) feed the update: GSM8K worked solutions (``math``, the unlabeled train
-        part only), Python standard-library sources (``code``) and Tiny Shakespeare (``prose``), plus any
-        declared ``extra_domains``. Closest to online data mixing (ODM, DoReMi, DoGE), steered by gradient
-        alignment with a multitask feedback set. Source: V-Pretraining (arXiv 2601.22108) v2 multitask
-        setting, Eq. 44-46.
-
-    Action Space:
-        ``Discrete(1 + D + len(mixtures))``: 0 ``uniform`` (the standard task: each row's domain uniform, the
-        matched-budget baseline), 1..D ``only_<domain>`` (domains in ``domains`` order), then ``mixtures``.
-
+_DOMAINS_CARD = """
     Observation Space:
-        :class:`~vpt_gym.envs.task_design.TaskDesignEnv`'s base features (budget, loss EMAs, gradient norms,
-        cosine), last value and selection frequency per menu task (so per domain via ``only_<d>``), then the
-        3D descriptors of :class:`DomainMixtureTaskSpace`: standard-task domain fractions of the next batch,
-        EMA of the learner's loss per domain, fraction of trained rows per domain. Names in
-        ``env.observation_names``; all bounds finite.
+        ``Box(float32)``; names in ``env.unwrapped.observation_names``. K = menu size (4 with the defaults;
+        1 for the Box variant, whose per-task entries are ``last_value[continuous]`` and
+        ``frequency[continuous]``); D = 3 domains (``math``, ``code``, ``prose``), each ``<domain>`` row below
+        is one feature per domain, in that order:
+
+        | index | name | feature | range | unit |
+        |---|---|---|---|---|
+        $BASE_ROWS
+        | 6..5+K | ``last_value[<task>]`` | eta g_down.g_pre at the task's last update (0 before) | [-1e6, 1e6] | nats |
+        | 6+K..5+2K | ``frequency[<task>]`` | fraction of the updates so far that used each task | [0, 1] | - |
+        | 6+2K..8+2K | ``batch.standard_fraction_<domain>`` | next batch's rows per domain, standard task | [0, 1] | - |
+        | 9+2K..11+2K | ``batch.ema_loss_<domain>`` | EMA of trained rows' NLL per domain | [0, 1e3] | nats/tok. |
+        | 12+2K..14+2K | ``batch.row_fraction_<domain>`` | fraction of trained rows per domain | [0, 1] | - |
+
+        With the default domains the descriptor names are ``batch.standard_fraction_math``,
+        ``batch.standard_fraction_code``, ``batch.standard_fraction_prose``, ``batch.ema_loss_math``,
+        ``batch.ema_loss_code``, ``batch.ema_loss_prose``, ``batch.row_fraction_math``,
+        ``batch.row_fraction_code``, ``batch.row_fraction_prose``. The loss EMAs start at the learner's NLL
+        at theta_0 and use decay 0.9.
 
     Reward:
         ``alignment`` (default): eta * g_down,S . g_pre,S with g_down = sum_j omega_j g_j over the feedback
@@ -401,13 +402,13 @@ def make_domains_env(**kwargs: Any) -> TaskDesignEnv:
         ``"code/eval_nll"``, ...) and ``"eval_nll"``, their omega-weighted NLL.
 
     Budget:
-        ``budget`` learner updates (preset default: tiny 16, small 200); ``info["ledger"]`` counts passes,
-        examples and tokens (of the materialized views).
+        ``budget`` learner updates (preset default: tiny 16, small 200, paper 1000); ``info["ledger"]`` counts
+        passes, examples and tokens (of the materialized views).
 
     Arguments:
         size, data, budget, reward, updates_per_decision, feedback_period, device, dtype, alignment, lr,
-        feedback_size, split_seed, eval_items, max_new_tokens, model, cache: as in
-        :func:`vpt_gym.envs.lm.make_soft_targets_env` (same presets, tokenizer and base checkpoint).
+            feedback_size, split_seed, eval_items, max_new_tokens, model, cache: as in
+            :func:`vpt_gym.envs.lm.make_soft_targets_env` (same presets, tokenizer and base checkpoint).
         heldout_eval_windows: eval windows of each held-out NLL task (default 4 * the preset's eval_items).
         domains: built-in domains in the menu, subset of ``("math", "code", "prose")`` (default all three).
         extra_domains: further :class:`~vpt_gym.lm.domains.TextDomain` objects (always in the menu; one with
@@ -415,7 +416,8 @@ def make_domains_env(**kwargs: Any) -> TaskDesignEnv:
         feedback: feedback task -> omega (>= 0, finite, positive sum; normalized); tasks ``"gsm8k"``,
             ``"code"``, ``"prose"`` or an extra domain with held-out texts.
         domain_matched: score each update with its domains' own feedback (gsm8k <-> math).
-        mixtures: extra named menu entries, name -> {domain: weight} on the simplex.
+        mixtures: extra named menu entries, name -> {domain: weight} on the simplex (Discrete only).
+        logit_scale: softmax scale of the Box variant (default 3, finite, > 0).
 
     Raises:
         ValueError: any argument outside its range (a mixture off the simplex or non-finite, unknown domain
@@ -424,6 +426,23 @@ def make_domains_env(**kwargs: Any) -> TaskDesignEnv:
 
     Version History:
         v0: initial release.
+"""
+
+
+def make_domains_env(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/LM-Domains-v0``: a ``Discrete`` menu of data-domain mixtures for the next learner update.
+
+    Description:
+        Continued pretraining of a causal LM (one-hot next-token prediction) where the designer picks, each
+        decision, which data domain(s) feed the update: GSM8K worked solutions (``math``, the unlabeled train
+        part only), Python standard-library sources (``code``) and Tiny Shakespeare (``prose``), plus any
+        declared ``extra_domains``. Closest to online data mixing (ODM, DoReMi, DoGE), steered by gradient
+        alignment with a multitask feedback set. Learner, tokenizer and base checkpoint are those of
+        ``vpt/LM-SoftTargets-v0``. Source: V-Pretraining (arXiv 2601.22108) v2 multitask setting, Eq. 44-46.
+
+    Action Space:
+        ``Discrete(1 + D + len(mixtures))``: 0 ``uniform`` (the standard task: each row's domain uniform, the
+        matched-budget baseline), 1..D ``only_<domain>`` (domains in ``domains`` order), then ``mixtures``.
     """
     return _make_domains_env(continuous=False, **kwargs)
 
@@ -431,10 +450,17 @@ def make_domains_env(**kwargs: Any) -> TaskDesignEnv:
 def make_domains_continuous_env(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/LM-DomainsContinuous-v0``: ``Box([-1, 1]^D)`` -> mixture pi = softmax(logit_scale * a).
 
-    Each pretraining row's domain is drawn from pi (see :class:`DomainMixtureTaskSpace`); the standard
-    action 0 is the uniform mixture. ``logit_scale`` (default 3, finite > 0) bounds the odds between two
-    domains by exp(2 * logit_scale). Otherwise the card of :func:`make_domains_env` applies (no
-    ``mixtures``; the per-task value/frequency entries have one slot, the per-domain row fractions and loss
-    EMAs are in the descriptors).
+    Description:
+        ``vpt/LM-Domains-v0`` with a continuous action: each pretraining row's domain is drawn from pi (see
+        :class:`DomainMixtureTaskSpace`). ``logit_scale`` (default 3) bounds the odds between two domains by
+        exp(2 * logit_scale).
+
+    Action Space:
+        ``Box(-1, 1, (D,), float32)`` (D = 3 with the defaults), pi = softmax(logit_scale * a); the standard
+        action 0 is the uniform mixture. No ``mixtures``.
     """
     return _make_domains_env(continuous=True, **kwargs)
+
+
+for _factory in (make_domains_env, make_domains_continuous_env):
+    _factory.__doc__ = card((_factory.__doc__ or "") + _DOMAINS_CARD)

@@ -418,10 +418,12 @@ class TaskDesignEnv(gym.Env):
         if self._discrete:
             a = np.asarray(action)
             if a.shape not in ((), (1,)) or not np.issubdtype(a.dtype, np.integer):
-                raise ValueError(f"action {action!r} is not an integer of the action space {space}")
+                raise ValueError(f"action {action!r} is not an integer of the action space {space}; pass a menu index "
+                                 f"0..{space.n - 1} (an int or a 0-d/1-element integer array)")
             a = int(a.reshape(()))
             if not space.contains(a):
-                raise ValueError(f"action {action!r} is outside the action space {space} (accepted: 0..{space.n - 1})")
+                raise ValueError(f"action {action!r} is outside the action space {space} (accepted: 0..{space.n - 1}; "
+                                 f"env.unwrapped.task_names lists the menu)")
             masked = not bool(self.action_masks()[a])
             return (self.standard_action if masked else a), masked
         try:

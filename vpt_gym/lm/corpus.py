@@ -87,14 +87,18 @@ def resolve_data_dir(data: str | os.PathLike[str] | None) -> Path | None:
     Raises:
         FileNotFoundError: the given (or variable-named) path does not exist.
     """
+    origin = "data="
     if data is None:
         env_value = os.environ.get(DATA_ENV_VAR, "")
         if not env_value:
             return None
-        data = env_value
+        data, origin = env_value, f"${DATA_ENV_VAR}="
     path = Path(data).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"data directory {str(path)!r} does not exist")
+        raise FileNotFoundError(
+            f"data directory {str(path)!r} does not exist ({origin}{str(data)!r}, resolved from {os.getcwd()}); "
+            f"point --data or {DATA_ENV_VAR} at a folder holding gsm8k/train.jsonl and gsm8k/test.jsonl, or unset "
+            f"{DATA_ENV_VAR} to use the hub (online) or the embedded default")
     return path.resolve()
 
 
@@ -179,7 +183,9 @@ def _read_gsm8k_jsonl(path: Path) -> list[MathProblem]:
             (the message names the file and the 1-based line number).
     """
     if not path.is_file():
-        raise FileNotFoundError(f"GSM8K file {str(path)!r} not found")
+        raise FileNotFoundError(f"GSM8K file {str(path)!r} not found; the data folder needs gsm8k/train.jsonl and "
+                                "gsm8k/test.jsonl (JSON lines with 'question' and 'answer', as in "
+                                "openai/grade-school-math)")
     problems = []
     with path.open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):

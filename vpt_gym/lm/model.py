@@ -51,7 +51,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device={device!r} is not accepted; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+        raise ValueError(f"device={device!r} requested but CUDA is not available (torch {torch.__version__}, CUDA "
+                         f"build: {torch.version.cuda or 'no'}); use --device cpu or auto, or install a CUDA build "
+                         "of torch on a machine with a GPU")
     return dev
 
 

@@ -1,0 +1,163 @@
+"""Env cards: the README's env section is ``vpt-gym list --markdown`` today, and every card documents every
+observation feature its env returns, at the index the env returns it."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+import vpt_gym  # noqa: F401  (registers the ids)
+from vpt_gym.cli import CARD_HEADINGS, README_BEGIN, README_END, main, parse_card, render_markdown, update_readme
+from vpt_gym.envs import ENV_IDS
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BEGIN, END = README_BEGIN, README_END
+REGENERATE = "regenerate it with: python -c \"from vpt_gym.cli import update_readme; update_readme('README.md')\""
+
+
+def _factory(env_id: str):
+    module, _, name = ENV_IDS[env_id]["entry_point"].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_readme_env_section_is_the_current_list_markdown(capsys: pytest.CaptureFixture[str]) -> None:
+    text = README.read_text(encoding="utf-8")
+    assert BEGIN in text and END in text, "README.md lacks the vpt-gym list --markdown markers"
+    section = text[text.index(BEGIN) + len(BEGIN):text.index(END)]
+    assert main(["list", "--markdown"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == render_markdown()
+    assert section == printed, f"README.md's env section is not the current `vpt-gym list --markdown`; {REGENERATE}"
+
+
+def test_update_readme_rewrites_only_the_env_section(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{BEGIN}stale table\n{END}\n\nafter\n")
+    update_readme(readme)
+    assert readme.read_text() == f"# title\n\n{BEGIN}{render_markdown()}{END}\n\nafter\n"
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="markers"):
+        update_readme(readme)
+
+
+def test_list_markdown_table_has_a_row_per_id() -> None:
+    rows = [line for line in render_markdown().splitlines() if line.startswith("| `vpt/")]
+    assert [r.split("`")[1] for r in rows] == list(ENV_IDS)
+    toy = rows[0]
+    assert "| 0.9 |" in toy and "| - |" in toy  # CPU ms/step, no size presets
+    lm = rows[list(ENV_IDS).index("vpt/LM-SoftTargets-v0")]
+    assert "`tiny`, `small`, `paper`" in lm and "tiny 17, small 160" in lm
+    assert "one_hot (standard) \\| uniform" in lm  # pipes inside cells are escaped
+
+
+def test_registry_fields_are_valid() -> None:
+    from vpt_gym.envs.lm import LM_PRESETS
+    from vpt_gym.envs.vision import VISION_PRESETS
+    from vpt_gym.value import VALUE_ESTIMATORS
+
+    for env_id, spec in ENV_IDS.items():
+        assert spec["rewards"] and set(spec["rewards"]) <= set(VALUE_ESTIMATORS), env_id
+        assert spec["rewards"][0] == "alignment", f"{env_id}: the default reward comes first"
+        presets = VISION_PRESETS if env_id.startswith("vpt/SSL-") else LM_PRESETS if "/LM-" in env_id else {}
+        assert tuple(spec["presets"]) == tuple(presets), env_id
+        cost = spec["cpu_step_ms"]
+        assert cost and all(v > 0 for v in cost.values()), env_id
+        assert set(cost) <= set(spec["presets"]) | ({"default"} if not spec["presets"] else set()), env_id
+
+
+@pytest.mark.parametrize("env_id", list(ENV_IDS))
+def test_card_has_every_heading(env_id: str) -> None:
+    summary, sections = parse_card(_factory(env_id).__doc__ or "")
+    assert summary.startswith(f"Build ``{env_id}``"), summary
+    assert list(sections) == list(CARD_HEADINGS), f"{env_id}: headings out of order"
+    for heading in CARD_HEADINGS:
+        assert any(line.strip() for line in sections[heading]), f"{env_id}: empty {heading}"
+    assert "$BASE_ROWS" not in (_factory(env_id).__doc__ or "")
+
+
+def test_parse_card_names_a_missing_heading() -> None:
+    with pytest.raises(ValueError, match=r"lacks the heading\(s\) \['Action Space', 'Observation Space', 'Reward'"):
+        parse_card("Build x.\n\n    Description:\n        d\n")
+
+
+# ---------------------------------------------------------------------------------- observation coverage
+_ROW = re.compile(r"^\|\s*([0-9K+.]+)\s*\|\s*``([^`]+)``\s*\|")
+
+
+def _index(expr: str, k: int) -> int:
+    """``"6"``, ``"K"``, ``"5+K"``, ``"6+2K"`` -> an int, with K = the menu size."""
+    m = re.fullmatch(r"(\d+)|(?:(\d+)\+)?(\d*)K", expr)
+    assert m, f"bad index expression {expr!r}"
+    if m.group(1) is not None:
+        return int(m.group(1))
+    return int(m.group(2) or 0) + int(m.group(3) or 1) * k
+
+
+def _pattern(documented: str) -> re.Pattern[str]:
+    """A documented name; ``<placeholder>`` parts match one name segment (``last_value[<task>]``)."""
+    parts = re.split(r"(<\w+>)", documented)
+    return re.compile("".join(r"[^\]\s]+" if p.startswith("<") else re.escape(p) for p in parts))
+
+
+def _coverage(names: tuple[str, ...], observation_section: list[str], k: int) -> list[str]:
+    """Problems: names not documented, and table rows whose index range holds other names."""
+    problems = []
+    text = "\n".join(observation_section)
+    documented = set(re.findall(r"``([^`]+)``", text))
+    for name in names:
+        if "[" in name:  # a group such as last_value[one_hot]: matched by its family prefix
+            family = name[: name.index("[") + 1]
+            if not any(d.startswith(family) for d in documented):
+                problems.append(f"{name}: no {family}...] entry")
+        elif name not in documented:
+            problems.append(f"{name}: not in the card")
+    covered = set()
+    for line in observation_section:
+        row = _ROW.match(line.strip())
+        if not row:
+            continue
+        lo, _, hi = row.group(1).partition("..")
+        first, last = _index(lo, k), _index(hi or lo, k)
+        pattern = _pattern(row.group(2))
+        for i in range(first, last + 1):
+            if i >= len(names) or not pattern.fullmatch(names[i]):
+                got = names[i] if i < len(names) else "nothing"
+                problems.append(f"index {i}: card says {row.group(2)}, env returns {got}")
+            covered.add(i)
+    missing = sorted(set(range(len(names))) - covered)
+    if missing:
+        problems.append(f"indices {missing} are in no table row")
+    return problems
+
+
+@pytest.mark.parametrize("env_id", list(ENV_IDS))
+def test_card_documents_every_observation_feature(env_id: str) -> None:
+    env = gym.make(env_id, **ENV_IDS[env_id]["smoke_kwargs"])
+    base = env.unwrapped
+    names = tuple(base.observation_names)
+    assert len(names) == env.observation_space.shape[0]
+    _, sections = parse_card(_factory(env_id).__doc__ or "")
+    problems = _coverage(names, sections["Observation Space"], base.num_menu)
+    assert not problems, f"{env_id} card is out of date: " + "; ".join(problems)
+    env.close()
+
+
+def test_index_expressions() -> None:
+    assert [_index(e, 7) for e in ("6", "K", "5+K", "6+2K", "2K")] == [6, 7, 12, 20, 14]
+
+
+def test_coverage_catches_drift() -> None:
+    section = ["| index | name | feature | range | unit |", "|---|---|---|---|---|",
+               "| 0 | ``budget_remaining`` | x | [0, 1] | - |",
+               "| 1..K | ``last_value[<task>]`` | x | x | x |",
+               "| 1+K | ``batch.phase`` | x | x | x |"]
+    good = ("budget_remaining", "last_value[a]", "last_value[b]", "batch.phase")
+    assert _coverage(good, section, 2) == []
+    assert _coverage(("budget_remaining", "last_value[a]", "last_value[b]", "batch.other"), section, 2) == [
+        "batch.other: not in the card", "index 3: card says batch.phase, env returns batch.other"]
+    assert _coverage(good + ("batch.new",), section, 2) == ["batch.new: not in the card",
+                                                            "indices [4] are in no table row"]
