@@ -111,3 +111,12 @@ def test_ray_backend_on_a_local_instance(tmp_path: Path) -> None:
     rows = run_suite(suite, tmp_path / "b.jsonl", backend="ray", workers=2, progress=False, torch_threads=1)
     assert len(rows) == 4 and {(r["designer"], r["seed"]): r["eval"] for r in rows} == local
     assert run_suite(suite, tmp_path / "b.jsonl", backend="ray", workers=2, progress=False) == []  # resumable
+
+
+def test_plots_in_a_subfolder_are_linked_from_the_markdown(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    md = write_leaderboard(_rows(), tmp_path, source="r.jsonl", reps=FAST, plots_subdir="figs")
+    assert md == tmp_path / "LEADERBOARD.md"
+    assert (tmp_path / "figs" / "vpt_Toy-Alignment-v0_curves.png").is_file()
+    assert "![vpt_Toy-Alignment-v0_curves](figs/vpt_Toy-Alignment-v0_curves.png)" in md.read_text()
+    assert not list(tmp_path.glob("*.png"))

@@ -266,7 +266,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"results file {args.results!r} does not exist; run `vpt-gym bench` first")
         rows = read_rows(args.results)
         target = write_leaderboard(rows, args.out, source=Path(args.results).name, plots=not args.no_plots,
-                                   command=args.command_note, reps=args.reps)
+                                   command=args.command_note, reps=args.reps, plots_subdir=args.plots_dir)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         raise SystemExit(f"error: {exc}") from exc
     print(target.read_text())
@@ -362,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out", default="leaderboard", help="output folder (default ./leaderboard)")
     board.add_argument("--no-plots", action="store_true", help="tables only")
     board.add_argument("--reps", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+    board.add_argument("--plots-dir", default="", help="write the PNGs into this subfolder of --out (default: --out)")
     board.add_argument("--command-note", default=None, help="the command that regenerates the results (shown)")
     board.set_defaults(func=cmd_leaderboard)
     validate = sub.add_parser("validate", help="replay rows of a results file and check their eval metrics")

@@ -258,8 +258,9 @@ def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[
 
 
 def write_leaderboard(rows: Sequence[dict[str, Any]], out_dir: str | Path, *, source: str, plots: bool = True,
-                      command: str | None = None, reps: int = BOOTSTRAP_REPS) -> Path:
-    """Write ``out_dir/LEADERBOARD.md`` (and PNG plots next to it) atomically; returns the markdown path.
+                      command: str | None = None, reps: int = BOOTSTRAP_REPS, plots_subdir: str = "") -> Path:
+    """Write ``out_dir/LEADERBOARD.md`` (and PNG plots next to it, or in ``out_dir/plots_subdir``) atomically;
+    returns the markdown path.
 
     Raises:
         ValueError: see :func:`boards`. ImportError: rliable (or, with ``plots``, matplotlib) missing.
@@ -275,7 +276,7 @@ def write_leaderboard(rows: Sequence[dict[str, Any]], out_dir: str | Path, *, so
     if plots:
         from vpt_gym.benchmark.plots import write_plots
 
-        plot_paths = write_plots(rows, env_boards, out)
+        plot_paths = write_plots(rows, env_boards, out, plots_subdir)
     text = render_markdown(env_boards, source=source, plots=plot_paths, command=command, reps=reps)
     target = out / "LEADERBOARD.md"
     _write_text_atomic(target, text)

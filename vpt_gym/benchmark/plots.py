@@ -147,20 +147,25 @@ def plot_aggregate(env_boards: Sequence[Any], path: Path) -> bool:
     return True
 
 
-def write_plots(rows: Sequence[dict[str, Any]], env_boards: Sequence[Any], out: Path) -> dict[str, list[str]]:
-    """Write every plot under ``out``; returns ``{env_id: [relative png paths]}`` (``""``: aggregate)."""
+def write_plots(rows: Sequence[dict[str, Any]], env_boards: Sequence[Any], out: Path,
+                subdir: str = "") -> dict[str, list[str]]:
+    """Write every plot under ``out / subdir``; returns ``{env_id: [png paths relative to out]}`` (``""``:
+    the aggregate plot)."""
     grouped = group_rows(rows)
+    folder = out / subdir if subdir else out
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = f"{subdir.strip('/')}/" if subdir else ""
     written: dict[str, list[str]] = {}
     for env_id in sorted(grouped):
         names = []
-        curves = out / f"{_slug(env_id)}_curves.png"
+        curves = folder / f"{_slug(env_id)}_curves.png"
         plot_curves(grouped[env_id], env_id, curves)
-        names.append(curves.name)
-        heat = out / f"{_slug(env_id)}_tasks.png"
+        names.append(prefix + curves.name)
+        heat = folder / f"{_slug(env_id)}_tasks.png"
         if plot_task_heatmap(grouped[env_id], env_id, heat):
-            names.append(heat.name)
+            names.append(prefix + heat.name)
         written[env_id] = names
-    aggregate = out / "aggregate.png"
+    aggregate = folder / "aggregate.png"
     if plot_aggregate(env_boards, aggregate):
-        written[""] = [aggregate.name]
+        written[""] = [prefix + aggregate.name]
     return written
