@@ -37,7 +37,7 @@ def _save(fig, path: Path) -> None:
     os.close(fd)
     os.chmod(tmp, 0o644)
     try:
-        fig.savefig(tmp, dpi=100, metadata={"Software": None})
+        fig.savefig(tmp, dpi=100, metadata={"Software": None}, bbox_inches="tight")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -70,7 +70,9 @@ def plot_curves(per_designer: dict[str, list[dict]], env_id: str, path: Path) ->
     """Feedback loss and pretraining loss vs learner updates (mean over seeds, 95% bootstrap band)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for label in sorted(per_designer):
+    labels = sorted(per_designer)
+    palette = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    for index, label in enumerate(labels):
         rows = [r for r in per_designer[label] if r.get("trajectory")]
         if not rows:
             continue
@@ -79,7 +81,7 @@ def plot_curves(per_designer: dict[str, list[dict]], env_id: str, path: Path) ->
         for ax, key in zip(axes, ("feedback_loss", "pretrain_loss")):
             y = np.asarray([[np.nan if v is None else v for v in r["trajectory"][key][:steps]] for r in rows], float)
             mean, low, high = mean_with_band(y)
-            (line,) = ax.plot(x, mean, label=label, linewidth=1.2)
+            (line,) = ax.plot(x, mean, label=label, linewidth=1.2, color=palette(index % palette.N))
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     for ax, title in zip(axes, ("feedback loss L_down (last g_down refresh)", "pretraining loss")):
         ax.set_xlabel("learner updates")
