@@ -120,3 +120,17 @@ def test_plots_in_a_subfolder_are_linked_from_the_markdown(tmp_path: Path) -> No
     assert (tmp_path / "figs" / "vpt_Toy-Alignment-v0_curves.png").is_file()
     assert "![vpt_Toy-Alignment-v0_curves](figs/vpt_Toy-Alignment-v0_curves.png)" in md.read_text()
     assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.slow
+def test_published_leaderboard_matches_its_results_file() -> None:
+    """benchmarks/LEADERBOARD.md is what `vpt-gym leaderboard` renders from benchmarks/leaderboard/small.jsonl."""
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    published = (root / "LEADERBOARD.md").read_text()
+    rows = read_rows(root / "leaderboard" / "small.jsonl")
+    command = published.split(" with `", 1)[1].split("`.\n", 1)[0]
+    plots = {b.env_id: [f"leaderboard/{b.env_id.replace('/', '_')}_curves.png",
+                        f"leaderboard/{b.env_id.replace('/', '_')}_tasks.png"] for b in boards(rows, reps=100)}
+    plots[""] = ["leaderboard/aggregate.png"]
+    text = render_markdown(boards(rows), source="small.jsonl", plots=plots, command=command)
+    assert text == published
