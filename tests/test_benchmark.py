@@ -244,3 +244,25 @@ def test_designers_never_see_the_eval_split() -> None:
     result = run_episode(env, SpyDesigner(), seed=0)
     assert len(seen) == 6 and all(n == 0 and not has_eval for n, has_eval in seen)
     assert calls["evaluate"] == 1 and "eval_loss" in result["eval"]
+
+
+def test_rows_are_keyed_by_the_data_they_ran_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rerun with another $VPT_GYM_DATA never takes the old rows for finished ones; validate needs the data."""
+    from vpt_gym.benchmark.suites import data_identity
+
+    suite = parse_suite(toy_suite(designers=["fixed"], seeds=[0]))
+    out = tmp_path / "r.jsonl"
+    folder = tmp_path / "data"
+    (folder / "gsm8k").mkdir(parents=True)
+    (folder / "gsm8k" / "train.jsonl").write_text("{}\n")
+    monkeypatch.setenv("VPT_GYM_DATA", str(folder))
+    first = run_suite(suite, out, progress=False)
+    assert first[0]["data"] == str(folder.resolve()) and first[0]["data_identity"] == data_identity(folder)
+    monkeypatch.delenv("VPT_GYM_DATA")
+    second = run_suite(suite, out, progress=False)  # other data: a new row, not "already finished"
+    assert len(second) == 1 and second[0]["data_identity"] == "none"
+    assert second[0]["config_hash"] != first[0]["config_hash"]
+    assert validate_row(first[0])["ok"]  # replays with the row's own folder, whatever the environment says
+    (folder / "gsm8k" / "train.jsonl").write_text("{}\n{}\n")  # the folder now holds other data
+    with pytest.raises(ValueError, match="holds the same files: set VPT_GYM_DATA"):
+        validate_row(first[0])

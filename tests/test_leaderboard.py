@@ -134,3 +134,11 @@ def test_published_leaderboard_matches_its_results_file() -> None:
     plots[""] = ["leaderboard/aggregate.png"]
     text = render_markdown(boards(rows), source="small.jsonl", plots=plots, command=command)
     assert text == published
+
+
+def test_refuses_to_rank_rows_run_on_different_feedback_data() -> None:
+    rows = _rows()
+    other = json.loads(json.dumps(rows[0]))
+    other["feedback_source"], other["seed"] = "gsm8k:/elsewhere", 99
+    with pytest.raises(ValueError, match="refusing to rank rows run on different feedback data"):
+        boards(rows + [other], reps=FAST)

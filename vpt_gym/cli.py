@@ -288,7 +288,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: --row {i} is outside 0..{len(rows) - 1}")
     failed = 0
     for i in indices:
-        report = validate_row(rows[i])
+        try:
+            report = validate_row(rows[i])
+        except ValueError as exc:
+            raise SystemExit(f"error: row {i}: {exc}") from exc
         r = rows[i]
         status = "ok" if report["ok"] else "MISMATCH"
         print(f"row {i}: {r['env_id']} {r['designer']} seed {r['seed']}: {status} ({report['mode']}, "

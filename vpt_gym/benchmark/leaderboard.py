@@ -137,6 +137,10 @@ def env_board(env_id: str, per_designer: dict[str, list[dict]], *, reps: int = B
     """
     rly, metrics = _rliable()
     budget = _check_budgets(env_id, per_designer)
+    sources = sorted({str(r.get("feedback_source")) for rows in per_designer.values() for r in rows})
+    if len(sources) > 1:
+        raise ValueError(f"{env_id}: refusing to rank rows run on different feedback data {sources}; keep one "
+                         "VPT_GYM_DATA per results file")
     first = next(iter(per_designer.values()))[0]
     metric, higher = first["metric"], bool(first["higher_is_better"])
     sign = 1.0 if higher else -1.0

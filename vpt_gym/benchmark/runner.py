@@ -8,6 +8,7 @@ a rerun skips every finished row, so a killed run resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -15,7 +16,7 @@ import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from vpt_gym.benchmark.results import append_row, read_rows, repair, row_key
 from vpt_gym.benchmark.suites import DesignerEntry, Suite
@@ -35,6 +36,8 @@ class EpisodeSpec:
             (``sb3:RUN_DIR`` for a trained SB3 agent); designer_config: its suite entry (for the row).
         seed: the episode seed.
         torch_threads: ``torch.set_num_threads`` in the process that runs the episode (>= 1).
+        data, data_identity: the data folder (``$VPT_GYM_DATA`` made absolute, or ``None``) and its identity
+            (:func:`~vpt_gym.benchmark.suites.data_identity`); the episode runs with exactly this folder.
     """
 
     suite: str
@@ -51,6 +54,8 @@ class EpisodeSpec:
     designer_config: Mapping[str, Any] = field(default_factory=dict)
     seed: int
     torch_threads: int = 1
+    data: str | None = None
+    data_identity: str = "none"
 
     def key(self) -> tuple:
         return (self.suite, self.env_id, self.designer, self.seed, self.config_hash)
@@ -73,14 +78,15 @@ def run_spec(spec: EpisodeSpec) -> dict[str, Any]:
     previous = torch.get_num_threads()
     torch.set_num_threads(spec.torch_threads)
     try:
-        env = gym.make(spec.env_id, **dict(spec.env_kwargs))
-        try:
-            designer = make_designer(spec.designer_name, env, **dict(spec.designer_kwargs))
-            result = run_episode(env, designer, seed=spec.seed)
-            learner = getattr(env.unwrapped, "learner", None)
-            result["device"] = str(getattr(learner, "device", "cpu"))
-        finally:
-            env.close()
+        with data_environment(spec.data):
+            env = gym.make(spec.env_id, **dict(spec.env_kwargs))
+            try:
+                designer = make_designer(spec.designer_name, env, **dict(spec.designer_kwargs))
+                result = run_episode(env, designer, seed=spec.seed)
+                learner = getattr(env.unwrapped, "learner", None)
+                result["device"] = str(getattr(learner, "device", "cpu"))
+            finally:
+                env.close()
     finally:
         torch.set_num_threads(previous)
     row = {k: v for k, v in asdict(spec).items() if k not in ("designer_kwargs",)}
@@ -89,8 +95,26 @@ def run_spec(spec: EpisodeSpec) -> dict[str, Any]:
     row["designer_kwargs"] = dict(spec.designer_kwargs)
     row["metric_value"] = result["eval"].get(spec.metric)
     row["torch_version"] = torch.__version__
-    row["data"] = os.environ.get("VPT_GYM_DATA")
     return row
+
+
+@contextlib.contextmanager
+def data_environment(data: str | None) -> Iterator[None]:
+    """Within the block, ``$VPT_GYM_DATA`` is ``data`` (unset for ``None``); restored on exit."""
+    from vpt_gym.lm.corpus import DATA_ENV_VAR
+
+    previous = os.environ.get(DATA_ENV_VAR)
+    if data is None:
+        os.environ.pop(DATA_ENV_VAR, None)
+    else:
+        os.environ[DATA_ENV_VAR] = data
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(DATA_ENV_VAR, None)
+        else:
+            os.environ[DATA_ENV_VAR] = previous
 
 
 def _worker_init(threads: int) -> None:
@@ -145,6 +169,11 @@ def plan(suite: Suite, *, designers: Sequence[str] | None = None, seeds: Sequenc
     bad = sorted(set(seed_list) - set(suite.seeds))
     if bad:
         raise ValueError(f"seeds {bad} are not in suite {suite.name!r}; accepted: {list(suite.seeds)}")
+    from vpt_gym.benchmark.suites import data_identity
+    from vpt_gym.lm.corpus import resolve_data_dir
+
+    folder = resolve_data_dir(None)  # $VPT_GYM_DATA (absolute), or None: the envs' embedded/hub defaults
+    identity = data_identity(folder)
     specs = []
     for env in suite.envs:
         for label in chosen:
@@ -153,7 +182,9 @@ def plan(suite: Suite, *, designers: Sequence[str] | None = None, seeds: Sequenc
                 continue
             for seed in seed_list:
                 specs.append(EpisodeSpec(
-                    suite=suite.name, suite_version=suite.version, config_hash=suite.config_hash(env.id, label),
+                    suite=suite.name, suite_version=suite.version,
+                    config_hash=suite.config_hash(env.id, label, identity),
+                    data=None if folder is None else str(folder), data_identity=identity,
                     env_id=env.id, env_kwargs=env.make_kwargs(), budget=env.budget, metric=env.metric,
                     higher_is_better=env.higher_is_better, designer=label, designer_name=d.name,
                     designer_kwargs=dict(d.kwargs), designer_config=asdict(d), seed=seed,

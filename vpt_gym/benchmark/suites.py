@@ -248,11 +248,27 @@ class Suite:
                 return d
         raise KeyError(f"designer {label!r} is not in suite {self.name!r}: {[d.label for d in self.designers]}")
 
-    def config_hash(self, env_id: str, label: str) -> str:
-        """Hash (16 hex) of everything that defines an episode's configuration except the seed."""
+    def config_hash(self, env_id: str, label: str, data_identity: str | None = None) -> str:
+        """Hash (16 hex) of everything that defines an episode's configuration except the seed.
+
+        ``data_identity`` (:func:`data_identity` of the data folder the episode reads, e.g. ``$VPT_GYM_DATA``)
+        enters the hash when given, so rows run on other data are never taken for finished ones.
+        """
         env, designer = self.env(env_id), self.designer(label)
         blob = {"suite": self.name, "version": self.version, "env": asdict(env), "designer": asdict(designer)}
+        if data_identity is not None:
+            blob["data"] = data_identity
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def data_identity(folder: str | Path | None) -> str:
+    """A machine-independent identity of a data folder: SHA-256 (16 hex) over the sorted relative paths and
+    sizes of its files (``"none"`` without a folder: the envs' embedded or hub defaults)."""
+    if folder is None:
+        return "none"
+    root = Path(folder)
+    entries = sorted(f"{p.relative_to(root).as_posix()}:{p.stat().st_size}" for p in root.rglob("*") if p.is_file())
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
 
 def _designer(index: int, raw: Any) -> DesignerEntry:

@@ -10,7 +10,9 @@ bitwise on CPU, within ``GPU_RTOL`` on a GPU (non-deterministic kernels).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,29 @@ def _close(a: Any, b: Any, rtol: float) -> bool:
     return math.isclose(float(a), float(b), rel_tol=rtol, abs_tol=rtol * 1e-3)
 
 
+def _data_folder(row: dict[str, Any]) -> str | None:
+    """The data folder to replay ``row`` with: its recorded folder, else ``$VPT_GYM_DATA``, whichever has the
+    row's data identity (rows written before data identities were recorded: ``$VPT_GYM_DATA`` as it is).
+
+    Raises:
+        ValueError: neither folder holds the data the row ran on (the message says what to set).
+    """
+    from vpt_gym.benchmark.suites import data_identity
+    from vpt_gym.lm.corpus import DATA_ENV_VAR
+
+    current = os.environ.get(DATA_ENV_VAR) or None
+    recorded = row.get("data_identity")
+    if recorded is None:
+        return current
+    if recorded == "none":
+        return None
+    for folder in (row.get("data"), current):
+        if folder and Path(folder).is_dir() and data_identity(Path(folder).resolve()) == recorded:
+            return str(Path(folder).resolve())
+    raise ValueError(f"row ran on the data folder {row.get('data')!r} (identity {recorded}); neither it nor "
+                     f"${DATA_ENV_VAR}={current!r} holds the same files: set {DATA_ENV_VAR} to your copy of it")
+
+
 def validate_row(row: dict[str, Any]) -> dict[str, Any]:
     """Replay ``row`` and compare its eval metrics, return and action log.
 
@@ -58,14 +83,18 @@ def validate_row(row: dict[str, Any]) -> dict[str, Any]:
         ``{"ok": bool, "mode": "replay" | "rerun", "tolerance": float, "mismatches": {field: [recorded,
         replayed]}}``.
 
+    The replay reads the data folder the row ran on (see :func:`_data_folder`); a different feedback
+    source is reported as a ``feedback_source`` mismatch.
+
     Raises:
-        ValueError: the row lacks a field needed for the replay (names it).
+        ValueError: the row lacks a field needed for the replay (names it), or its data folder is not here.
     """
     import gymnasium as gym
     import torch
 
     import vpt_gym  # noqa: F401
     from vpt_gym.agents import make_designer
+    from vpt_gym.benchmark.runner import data_environment
     from vpt_gym.runner import run_episode
 
     needed = ("env_id", "env_kwargs", "seed", "actions", "eval", "return", "designer_name")
@@ -73,24 +102,28 @@ def validate_row(row: dict[str, Any]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"row lacks {missing}; was it written by `vpt-gym bench`?")
     rtol = 0.0 if str(row.get("device", "cpu")).startswith("cpu") else GPU_RTOL
+    data = _data_folder(row)
     previous = torch.get_num_threads()
     torch.set_num_threads(int(row.get("torch_threads", previous)))
     try:
-        env = gym.make(row["env_id"], **row["env_kwargs"])
-        try:
-            discrete = isinstance(env.action_space, gym.spaces.Discrete)
-            replayable = all(isinstance(a, int) if discrete else isinstance(a, list) for a in row["actions"])
-            if replayable:
-                mode, designer = "replay", ReplayDesigner(list(row["actions"]))
-            else:
-                mode = "rerun"
-                designer = make_designer(row["designer_name"], env, **row.get("designer_kwargs", {}))
-            result = run_episode(env, designer, seed=int(row["seed"]))
-        finally:
-            env.close()
+        with data_environment(data):
+            env = gym.make(row["env_id"], **row["env_kwargs"])
+            try:
+                discrete = isinstance(env.action_space, gym.spaces.Discrete)
+                replayable = all(isinstance(a, int) if discrete else isinstance(a, list) for a in row["actions"])
+                if replayable:
+                    mode, designer = "replay", ReplayDesigner(list(row["actions"]))
+                else:
+                    mode = "rerun"
+                    designer = make_designer(row["designer_name"], env, **row.get("designer_kwargs", {}))
+                result = run_episode(env, designer, seed=int(row["seed"]))
+            finally:
+                env.close()
     finally:
         torch.set_num_threads(previous)
     mismatches: dict[str, list] = {}
+    if "feedback_source" in row and result["feedback_source"] != row["feedback_source"]:
+        mismatches["feedback_source"] = [row["feedback_source"], result["feedback_source"]]
     for key in sorted(set(row["eval"]) | set(result["eval"])):
         a, b = row["eval"].get(key), result["eval"].get(key)
         if not _close(a, b, rtol):
