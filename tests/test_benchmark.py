@@ -266,3 +266,46 @@ def test_rows_are_keyed_by_the_data_they_ran_on(tmp_path: Path, monkeypatch: pyt
     (folder / "gsm8k" / "train.jsonl").write_text("{}\n{}\n")  # the folder now holds other data
     with pytest.raises(ValueError, match="holds the same files: set VPT_GYM_DATA"):
         validate_row(first[0])
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_cli_bench_terminated_stops_its_workers_and_says_how_to_resume(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        'name = "term"\nversion = 1\nseeds = [0, 1, 2, 3]\ndesigners = ["fixed"]\n'
+        '[[envs]]\nid = "vpt/Toy-Alignment-v0"\nbudget = 4000\nmetric = "eval_loss"\nhigher_is_better = false\n')
+    out = tmp_path / "r.jsonl"
+    cmd = [sys.executable, "-m", "vpt_gym.cli", "bench", str(suite), "--out", str(out), "--workers", "2",
+           "--threads", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    workers: set[int] = set()
+    while time.monotonic() < deadline and len(workers) < 2 and proc.poll() is None:
+        time.sleep(0.2)
+        workers = _descendants(proc.pid)
+    proc.terminate()  # a plain `kill PID`
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "rerun the same command to resume" in stderr
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+        time.sleep(0.2)
+    alive = [p for p in workers if Path(f"/proc/{p}/stat").exists()
+             and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert workers and not alive, f"orphaned workers {alive}"

@@ -238,7 +238,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from vpt_gym.benchmark.runner import run_suite
     from vpt_gym.benchmark.suites import load_suite
 
+    import signal
+
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+    def interrupted(signum, frame):  # SIGTERM (`kill`) takes the same path as Ctrl-C: stop workers, keep rows
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     try:
         suite = load_suite(args.suite)
         designers = args.designers
@@ -251,6 +258,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          backend=args.backend, torch_threads=args.threads, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, ImportError, KeyError) as exc:
         raise SystemExit(f"error: {exc}") from exc
+    except KeyboardInterrupt:
+        from vpt_gym.benchmark.results import read_rows
+
+        done = len(read_rows(args.out)) if Path(args.out).is_file() else 0
+        print(f"interrupted: {args.out} holds {done} finished episodes; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"{len(rows)} episodes written to {args.out}; render with: vpt-gym leaderboard {args.out} --out DIR",
           file=sys.stderr)
     return 0

@@ -117,8 +117,24 @@ def data_environment(data: str | None) -> Iterator[None]:
             os.environ[DATA_ENV_VAR] = previous
 
 
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Cancel pending episodes and terminate the worker processes (their episodes are lost; rows written
+    so far stay, and a rerun resumes)."""
+    processes = list(getattr(pool, "_processes", {}).values())  # no public handle on the workers
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+
+
 def _worker_init(threads: int) -> None:
+    import signal
+
     import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the main process decides
 
     torch.set_num_threads(threads)
 
@@ -292,8 +308,9 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
         else:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
             context = multiprocessing.get_context(method)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
-                                     initargs=(threads,)) as pool:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                                       initargs=(threads,))
+            try:
                 futures: set[Future] = {pool.submit(run_spec, s) for s in todo}
                 error: BaseException | None = None
                 while futures:
@@ -303,13 +320,18 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
                             continue
                         try:
                             done(f.result())
-                        except BaseException as exc:  # keep the rows of episodes still running, then raise
+                        except Exception as exc:  # keep the rows of episodes still running, then raise
                             if error is None:
                                 error = exc
                                 for g in futures:
                                     g.cancel()
                 if error is not None:
                     raise error
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM): stop the workers now, keep the rows written
+                _terminate(pool)
+                raise
+            else:
+                pool.shutdown(wait=True)
     finally:
         bar.close()
     return written
