@@ -117,7 +117,7 @@ def plot_task_heatmap(per_designer: dict[str, list[dict]], env_id: str, path: Pa
         ax.set_xticks([0, BUDGET_BINS - 1], ["start", "end"], fontsize=7)
     axes[0][0].set_yticks(range(len(tasks)), tasks, fontsize=7)
     fig.colorbar(image, ax=list(axes[0]), fraction=0.02, label="share of decisions")
-    fig.suptitle(f"{env_id}: task choice over the budget", fontsize=10)
+    fig.suptitle(f"{env_id}: task choice over the budget", fontsize=10, y=1.0 + 0.35 / fig.get_figheight())
     _save(fig, path)
     plt.close(fig)
     return True
@@ -143,7 +143,12 @@ def plot_aggregate(env_boards: Sequence[Any], path: Path) -> bool:
     plt = _pyplot()
     fig, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=[b.env_id for b in envs],
                                                 algorithms=labels, xlabel="Δ vs fixed (IQM, > 0 is better)",
-                                                subfigure_width=4.0)
+                                                subfigure_width=4.0, row_height=0.45,
+                                                xlabel_y_coordinate=-0.6 / max(len(labels), 2))
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width, max(height, 2.2))  # few designers: keep the panels readable
+    for ax, board in zip(fig.axes, envs):
+        ax.set_title(board.env_id.split("/")[-1], fontsize=11)
     _save(fig, path)
     plt.close(fig)
     return True
