@@ -144,8 +144,9 @@ def _env_kwargs(args: argparse.Namespace) -> dict:
     kwargs: dict = {"budget": args.budget, "reward": args.reward}
     if not args.env_id.startswith("vpt/Toy-"):
         kwargs.update(size=args.size, device=args.device)
-        if args.data is not None:
-            kwargs["data"] = str(Path(args.data).expanduser().resolve())
+        if args.data is not None:  # a folder (made absolute), or a built-in data name (vision: mnist5k, digits)
+            folder = Path(args.data).expanduser()
+            kwargs["data"] = str(folder.resolve()) if folder.exists() else args.data
         if args.model is not None:
             kwargs["model"] = args.model
     elif args.data is not None or args.model is not None or args.size is not None:
@@ -323,9 +324,11 @@ def _add_env_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env_id", help="a registered id, e.g. vpt/LM-SoftTargets-v0")
     parser.add_argument("--budget", type=int, default=None, help="learner updates per episode (default: preset)")
     parser.add_argument("--reward", default=None, help="alignment | cosine | value_gain | metric_gain | advantage")
-    parser.add_argument("--size", default=None, choices=["tiny", "small", "paper"], help="LM preset (default tiny)")
-    parser.add_argument("--data", default=None, help="data folder with gsm8k/ (default $VPT_GYM_DATA, else the hub "
-                        "when online, else the embedded reasoning-gym default)")
+    parser.add_argument("--size", default=None, choices=["tiny", "small", "paper"],
+                        help="preset of the LM and vision envs (default tiny)")
+    parser.add_argument("--data", default=None, help="LM envs: folder with gsm8k/ (default $VPT_GYM_DATA, else the "
+                        "hub when online, else the embedded reasoning-gym default); vision envs: mnist5k (default), "
+                        "digits, or an ImageFolder path")
     parser.add_argument("--model", default=None, help="size=paper: local path or hub id of a causal LM")
     parser.add_argument("--device", default="auto", help="learner device: auto | cpu | cuda")
 
