@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 RUN_LANGS = {"python", "bash", "shell", "sh"}
 FILE_LANGS = {"python", "toml"}
-BLOCK_TIMEOUT_S = 900
+BLOCK_TIMEOUT_S = 600
 
 
 @dataclass(frozen=True)
@@ -125,16 +125,16 @@ def _shell_env() -> dict[str, str]:
 
 
 def _run(block: Block, workdir: Path) -> None:
+    """Run a block in a fresh process (as a user would, and so that a block that starts worker processes
+    cannot inherit or hang the test process), with a timeout."""
     if block.lang == "python":
-        previous = Path.cwd()
-        os.chdir(workdir)
-        try:
-            exec(compile(block.code, f"README.md:{block.line}", "exec"), {"__name__": "__readme__"})
-        finally:
-            os.chdir(previous)
-        return
-    proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.code], cwd=workdir, env=_shell_env(),
-                          capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
+        script = workdir / f"_readme_block_{block.line}.py"
+        script.write_text(block.code, encoding="utf-8")
+        command = [sys.executable, script.name]
+    else:
+        command = ["bash", "-e", "-o", "pipefail", "-c", block.code]
+    proc = subprocess.run(command, cwd=workdir, env=_shell_env(), capture_output=True, text=True,
+                          timeout=BLOCK_TIMEOUT_S)
     if proc.returncode != 0:
         pytest.fail(f"README.md:{block.line} ({block.lang}) exited {proc.returncode}\n--- block ---\n{block.code}"
                     f"--- stdout (tail) ---\n{proc.stdout[-3000:]}\n--- stderr (tail) ---\n{proc.stderr[-3000:]}")
