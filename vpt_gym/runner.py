@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,19 +37,9 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     A crash never leaves a half-written file, and an existing file is replaced only by a complete one.
     Non-finite floats are written as ``null``.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(_plain(obj), handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    from vpt_gym.atomic import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(_plain(obj), indent=2, sort_keys=True) + "\n")
 
 
 def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool = False) -> dict[str, Any]:

@@ -55,7 +55,6 @@ import logging
 import os
 import pickle
 import platform
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -310,15 +309,10 @@ def _versions() -> dict[str, str]:
 
 def _replace_atomic(target: Path, write: Any) -> None:
     """``write(binary_handle)`` into a temp file beside ``target``, then ``os.replace`` it onto ``target``."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a run folder is meant to be shared
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from vpt_gym.atomic import atomic_target
+
+    with atomic_target(target) as tmp, open(tmp, "wb") as handle:
+        write(handle)
 
 
 def train(env_id: str, algo: str, timesteps: int, seed: int, out_dir: str | os.PathLike[str],

@@ -269,7 +269,7 @@ def write_leaderboard(rows: Sequence[dict[str, Any]], out_dir: str | Path, *, so
     Raises:
         ValueError: see :func:`boards`. ImportError: rliable (or, with ``plots``, matplotlib) missing.
     """
-    from vpt_gym.benchmark.results import _write_text_atomic
+    from vpt_gym.atomic import write_text_atomic
 
     env_boards = boards(rows, reps=reps)
     out = Path(out_dir)
@@ -283,5 +283,5 @@ def write_leaderboard(rows: Sequence[dict[str, Any]], out_dir: str | Path, *, so
         plot_paths = write_plots(rows, env_boards, out, plots_subdir)
     text = render_markdown(env_boards, source=source, plots=plot_paths, command=command, reps=reps)
     target = out / "LEADERBOARD.md"
-    _write_text_atomic(target, text)
+    write_text_atomic(target, text)
     return target

@@ -6,8 +6,6 @@ the same PNG bytes with the same library versions.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,15 +31,10 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    os.chmod(tmp, 0o644)
-    try:
+    from vpt_gym.atomic import atomic_target
+
+    with atomic_target(path, suffix=".png") as tmp:  # matplotlib picks the format from the suffix
         fig.savefig(tmp, dpi=100, metadata={"Software": None}, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def mean_with_band(curves: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

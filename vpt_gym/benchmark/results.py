@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from vpt_gym.atomic import write_bytes_atomic
 from vpt_gym.runner import _plain
 
 ROW_KEY = ("suite", "env_id", "designer", "seed", "config_hash")
@@ -62,32 +62,8 @@ def repair(path: str | Path) -> int:
     if not data or data.endswith(b"\n"):
         return 0
     keep = data[: data.rfind(b"\n") + 1]
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(keep)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_bytes_atomic(p, keep)
     return len(data) - len(keep)
-
-
-def _write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder + ``os.replace``."""
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def append_row(path: str | Path, row: dict[str, Any]) -> None:

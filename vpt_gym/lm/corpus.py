@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -405,18 +404,9 @@ def _check_eos(tokenizer: tokenizers.Tokenizer, where: str) -> tokenizers.Tokeni
 
 def _atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    from vpt_gym.atomic import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 def build_tokenizer(texts: Sequence[str], *, vocab_size: int, cache_dir: Path) -> tokenizers.Tokenizer:

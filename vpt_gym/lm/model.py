@@ -13,12 +13,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from vpt_gym.atomic import atomic_target
 from vpt_gym.learners import TorchLearner
 
 logger = logging.getLogger(__name__)
@@ -179,14 +179,8 @@ def load_or_pretrain_base(config: BaseModelConfig, tokenizer_json: str, corpus: 
                 path.name, config.base_steps)
     pretrain_base(model, corpus, config, progress=progress)
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_target(path) as tmp:
+        save_file(state, str(tmp))
     return model
 
 

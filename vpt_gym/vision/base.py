@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from vpt_gym.atomic import atomic_target
 from vpt_gym.vision.ssl import OBJECTIVES, SSLModel
 
 logger = logging.getLogger(__name__)
@@ -165,12 +164,6 @@ def load_or_pretrain_base(config: VisionModelConfig, images: torch.Tensor, finge
                 path.name, config.base_steps)
     pretrain_base(model, images, config, progress=progress)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_target(path) as tmp:
+        save_file(state, str(tmp))
     return model
