@@ -108,6 +108,41 @@ def _check_choice(name: str, value: Any, accepted) -> None:
         raise ValueError(f"{name}={value!r} is not accepted; choose one of {sorted(accepted)}")
 
 
+def check_lm_options(*, size: str, budget: int | None, updates_per_decision: int, feedback_period: int, reward: str,
+                     lr: float | None, model: str | None, device: str, dtype: str | None,
+                     counts: dict[str, Any]) -> tuple[LMPreset, Budget, torch.device, str]:
+    """Validate the keywords every LM env shares, before any data is read or model built.
+
+    Args:
+        counts: optional positive-integer keywords by name (e.g. ``eval_items``); ``None`` means the preset's.
+
+    Returns:
+        (preset, budget, device, dtype name).
+
+    Raises:
+        ValueError: an unknown size, reward or dtype; a bad budget, lr or count; ``model`` missing for
+            ``size="paper"`` or given for another size. RuntimeError: CUDA requested without a GPU.
+    """
+    _check_choice("size", size, LM_PRESETS)
+    preset = LM_PRESETS[size]
+    budget_obj = Budget.of(preset.budget if budget is None else budget, updates_per_decision=updates_per_decision,
+                           feedback_period=feedback_period)
+    make_value_estimator(reward)  # validate the name before any work
+    if lr is not None and not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+    if size == "paper" and not model:
+        raise ValueError("size='paper' needs model=<local path or hub id>, e.g. a Qwen2.5-0.5B checkpoint folder")
+    if size != "paper" and model is not None:
+        raise ValueError(f"model={model!r} is only used by size='paper'; tiny/small build their own base")
+    dev = resolve_device(device)
+    chosen_dtype = dtype or (preset.dtype if dev.type == "cuda" else "float32")
+    _check_choice("dtype", chosen_dtype, {"float32", "bfloat16"})
+    return preset, budget_obj, dev, chosen_dtype
+
+
 def _make_lm_env(
     *,
     continuous: bool,
@@ -133,25 +168,12 @@ def _make_lm_env(
     model: str | None = None,
     cache: str | Path | None = None,
 ) -> TaskDesignEnv:
-    _check_choice("size", size, LM_PRESETS)
-    preset = LM_PRESETS[size]
-    budget_obj = Budget.of(preset.budget if budget is None else budget, updates_per_decision=updates_per_decision,
-                           feedback_period=feedback_period)
-    make_value_estimator(reward)  # validate the name before any work
     if not 0.0 <= math_fraction <= 1.0:
         raise ValueError(f"math_fraction must be in [0, 1], got {math_fraction}")
-    if lr is not None and not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    for name, value in (("eval_items", eval_items), ("max_new_tokens", max_new_tokens)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
-    if size == "paper" and not model:
-        raise ValueError("size='paper' needs model=<local path or hub id>, e.g. a Qwen2.5-0.5B checkpoint folder")
-    if size != "paper" and model is not None:
-        raise ValueError(f"model={model!r} is only used by size='paper'; tiny/small build their own base")
-    dev = resolve_device(device)
-    chosen_dtype = dtype or (preset.dtype if dev.type == "cuda" else "float32")
-    _check_choice("dtype", chosen_dtype, {"float32", "bfloat16"})
+    preset, budget_obj, dev, chosen_dtype = check_lm_options(
+        size=size, budget=budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period,
+        reward=reward, lr=lr, model=model, device=device, dtype=dtype,
+        counts={"eval_items": eval_items, "max_new_tokens": max_new_tokens})
     if preset.base is not None:
         vocab_size = preset.base.vocab_size
     else:

@@ -20,10 +20,9 @@ import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 
-from vpt_gym.budget import Budget
 from vpt_gym.envs import card
 from vpt_gym.core import Task
-from vpt_gym.envs.lm import LM_PRESETS, _check_choice, _resources
+from vpt_gym.envs.lm import _resources, check_lm_options
 from vpt_gym.envs.task_design import LOSS_CAP, TaskDesignEnv
 from vpt_gym.lm.corpus import EOS_TOKEN, load_math_corpus, problem_texts, resolve_data_dir
 from vpt_gym.lm.domains import (
@@ -37,10 +36,9 @@ from vpt_gym.lm.domains import (
     tokenize_domains,
 )
 from vpt_gym.lm.feedback import GSM8KFeedback
-from vpt_gym.lm.model import cache_dir, make_lm_learner, resolve_device
+from vpt_gym.lm.model import cache_dir, make_lm_learner
 from vpt_gym.lm.multitask import HeldoutNLLFeedback, MultitaskFeedback, normalized_weights
 from vpt_gym.lm.stream import TokenBatch
-from vpt_gym.value import make_value_estimator
 
 BUILTIN_DOMAINS = ("math", "code", "prose")
 MIXTURE = "domain_mixture"
@@ -278,21 +276,11 @@ def _make_domains_env(
     model: str | None = None,
     cache: str | Path | None = None,
 ) -> TaskDesignEnv:
-    _check_choice("size", size, LM_PRESETS)
-    preset = LM_PRESETS[size]
-    budget_obj = Budget.of(preset.budget if budget is None else budget, updates_per_decision=updates_per_decision,
-                           feedback_period=feedback_period)
-    make_value_estimator(reward)
-    if lr is not None and not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    for name, value in (("eval_items", eval_items), ("max_new_tokens", max_new_tokens),
-                        ("heldout_eval_windows", heldout_eval_windows)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
-    if size == "paper" and not model:
-        raise ValueError("size='paper' needs model=<local path or hub id>, e.g. a Qwen2.5-0.5B checkpoint folder")
-    if size != "paper" and model is not None:
-        raise ValueError(f"model={model!r} is only used by size='paper'; tiny/small build their own base")
+    preset, budget_obj, dev, chosen_dtype = check_lm_options(
+        size=size, budget=budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period,
+        reward=reward, lr=lr, model=model, device=device, dtype=dtype,
+        counts={"eval_items": eval_items, "max_new_tokens": max_new_tokens,
+                "heldout_eval_windows": heldout_eval_windows})
     extra = tuple(extra_domains)
     if not all(isinstance(d, TextDomain) for d in extra):
         raise ValueError(f"extra_domains must be TextDomain objects, got {[type(d).__name__ for d in extra]}")
@@ -314,9 +302,6 @@ def _make_domains_env(
                                         logit_scale=logit_scale)  # validates mixtures before any heavy work
     normalized_weights(omega)  # finite, >= 0, positive sum
     used = tuple(n for n in BUILTIN_DOMAINS if n in names or n in omega)
-    dev = resolve_device(device)
-    chosen_dtype = dtype or (preset.dtype if dev.type == "cuda" else "float32")
-    _check_choice("dtype", chosen_dtype, {"float32", "bfloat16"})
 
     data_dir = resolve_data_dir(data)
     folder = cache_dir(cache)
