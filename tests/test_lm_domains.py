@@ -271,22 +271,6 @@ def test_extra_declared_domain_joins_menu_and_feedback() -> None:
 
 
 # ------------------------------------------------------------------------------------- paper preset
-@pytest.fixture(scope="module")
-def local_checkpoint(tmp_path_factory, data_dir):
-    """A tiny local ``from_pretrained`` folder (random GPT-2 + a BPE with eos id 0) for the paper path."""
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    from vpt_gym.lm.corpus import EOS_TOKEN, build_tokenizer, load_general_text
-
-    folder = tmp_path_factory.mktemp("checkpoint")
-    text, _ = load_general_text(data_dir)
-    tok = build_tokenizer([text[i : i + 2000] for i in range(0, 200_000, 2000)], vocab_size=300,
-                          cache_dir=tmp_path_factory.mktemp("tok"))
-    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN).save_pretrained(folder)
-    GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=64, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0,
-                               embd_pdrop=0, attn_pdrop=0, bos_token_id=0, eos_token_id=0)).save_pretrained(folder)
-    return folder
-
 
 def test_paper_preset_loads_a_local_checkpoint(local_checkpoint) -> None:
     env = gym.make("vpt/LM-DomainsContinuous-v0", size="paper", model=str(local_checkpoint), device="cpu",

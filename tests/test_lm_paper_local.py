@@ -11,24 +11,6 @@ import pytest
 import vpt_gym  # noqa: F401
 
 
-@pytest.fixture(scope="module")
-def local_checkpoint(tmp_path_factory, data_dir):
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    from vpt_gym.lm.corpus import EOS_TOKEN, build_tokenizer, load_general_text
-
-    folder = tmp_path_factory.mktemp("checkpoint")
-    text, _ = load_general_text(data_dir)
-    tok = build_tokenizer([text[i : i + 2000] for i in range(0, 200_000, 2000)], vocab_size=300,
-                          cache_dir=tmp_path_factory.mktemp("tok"))
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN)
-    hf_tok.save_pretrained(folder)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                                       resid_pdrop=0, embd_pdrop=0, attn_pdrop=0, bos_token_id=0, eos_token_id=0))
-    model.save_pretrained(folder)
-    return folder
-
-
 def test_paper_preset_loads_a_local_checkpoint_and_runs(local_checkpoint):
     env = gym.make("vpt/LM-SoftTargets-v0", size="paper", model=str(local_checkpoint), device="cpu", budget=2,
                    eval_items=2, max_new_tokens=8, feedback_period=1)
