@@ -42,7 +42,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+DTYPE: str | None = None
+"""``--dtype`` (LM envs only): weights and activations of the learner; None keeps the preset's."""
+
+
 def make_env(env_id: str, size: str, device: str, reward: str, period: int, budget: int, **extra: Any):
+    if DTYPE is not None and env_id.startswith("vpt/LM-"):
+        extra.setdefault("dtype", DTYPE)
     env = gym.make(env_id, size=size, budget=budget, device=device, reward=reward, feedback_period=period,
                    **extra).unwrapped
     env.evaluate_at_end = False
@@ -50,10 +56,11 @@ def make_env(env_id: str, size: str, device: str, reward: str, period: int, budg
 
 
 def plain_step(env) -> None:
-    """One plain pretraining update of ``env``'s learner on the next batch of its stream (standard task)."""
+    """One plain pretraining update of ``env``'s learner on the pending batch (standard task), then the next
+    batch of its stream becomes pending: the batch order of the env's own steps (tested bitwise)."""
     learner, task_space = env.learner, env.task_space
     standard = task_space.task(env.standard_action)
-    batch = env.stream.next_batch()
+    batch, env._batch = env._batch, env.stream.next_batch()
     if getattr(task_space, "task_dependent_forward", False):
         batch = task_space.materialize(batch, standard)
     loss = task_space.loss(batch, learner.forward(batch), standard)
@@ -110,14 +117,17 @@ def measure(args, reward: str, period: int) -> dict[str, Any]:
     total = args.steps + args.warmup
     env_id = ENV_OF[args.env]
     plain_env = make_env(env_id, args.size, args.device, reward, period, total + 1)
-    stepped_env = make_env(env_id, args.size, args.device, reward, period, total + 1)
+    stepped_env = make_env(env_id, args.size, args.device, reward, period, 2 * total + 1)
     device = plain_env.learner.device
     plain_env.reset(seed=0)
     stepped_env.reset(seed=0)
-    breakdown = instrument(stepped_env)
+    # The breakdown synchronises around every labelled call. On CPU that costs nothing, so it is taken during
+    # the timed steps; on CUDA it would break the asynchronous launch queue, so the timed steps run
+    # uninstrumented and the breakdown comes from further steps of the same env afterwards.
+    breakdown = instrument(stepped_env) if device.type != "cuda" else None
     plain, stepped = [], []
     for i in range(total):
-        if i == args.warmup:
+        if i == args.warmup and breakdown is not None:
             breakdown.seconds.clear()
         _sync(device)
         start = time.perf_counter()
@@ -130,8 +140,16 @@ def measure(args, reward: str, period: int) -> dict[str, Any]:
         stepped.append(time.perf_counter() - start)
     p, e = statistics.median(plain[args.warmup:]), statistics.median(stepped[args.warmup:])
     pm, em = statistics.mean(plain[args.warmup:]), statistics.mean(stepped[args.warmup:])
+    instrumented_mean = em
+    if breakdown is None:
+        breakdown = instrument(stepped_env)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            stepped_env.step(stepped_env.standard_action)
+        _sync(device)
+        instrumented_mean = (time.perf_counter() - start) / args.steps
     parts = {k: v / args.steps for k, v in sorted(breakdown.seconds.items())}
-    parts["other"] = max(em - sum(parts.values()), 0.0)
+    parts["other"] = max(instrumented_mean - sum(parts.values()), 0.0)
     return {"reward": reward, "feedback_period": period, "plain_median_ms": p * 1e3, "env_median_ms": e * 1e3,
             "ratio_median": e / p, "plain_mean_ms": pm * 1e3, "env_mean_ms": em * 1e3, "ratio_mean": em / pm,
             "env_breakdown_ms": {k: v * 1e3 for k, v in parts.items()}}
@@ -201,8 +219,12 @@ def _rss_bytes() -> int:
         return int(handle.read().split()[1]) * resource.getpagesize()
 
 
-def _peak_child(env_id: str, size: str, device: str, mode: str, period: int, steps: int, queue) -> None:
+def _peak_child(env_id: str, size: str, device: str, mode: str, period: int, steps: int, dtype: str | None,
+                queue) -> None:
     import threading
+
+    global DTYPE
+    DTYPE = dtype  # a spawned child does not inherit the parent's --dtype
 
     torch.set_num_threads(1)
     env = make_env(env_id, size, device, "alignment", period, steps + 1)
@@ -241,7 +263,7 @@ def measure_memory(args) -> dict[str, Any]:
     period = min(args.feedback_periods)  # the most frequent feedback refresh: the env's worst case
     for mode in ("plain", "env"):
         queue = ctx.Queue()
-        proc = ctx.Process(target=_peak_child, args=(ENV_OF[args.env], args.size, args.device, mode, period, 12,
+        proc = ctx.Process(target=_peak_child, args=(ENV_OF[args.env], args.size, args.device, mode, period, 12, args.dtype,
                                                      queue))
         proc.start()
         out[mode] = queue.get()
@@ -260,25 +282,34 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+                        help="LM learner weights/activations (default: the preset's; vision is float32)")
     parser.add_argument("--rewards", nargs="+", default=["alignment", "cosine", "value_gain"])
     parser.add_argument("--feedback-periods", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--lookahead-k", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     args = parser.parse_args()
-    rows = [measure(args, reward, period) for period in args.feedback_periods for reward in args.rewards]
+    global DTYPE
+    DTYPE = args.dtype
     probe = make_env(ENV_OF[args.env], args.size, args.device, "alignment", 8, 2)
     learner = probe.learner
     info = {"env_id": ENV_OF[args.env], "size": args.size, "device": str(learner.device),
+            "dtype": str(next(learner.module.parameters()).dtype).removeprefix("torch."),
             "torch_threads": torch.get_num_threads(), "params": learner.num_parameters,
             "alignment_params": learner.num_alignment_parameters, "steps": args.steps}
-    print(f"{info['env_id']} size={args.size} device={info['device']} params={info['params']:,} "
+    del probe, learner
+    print(f"{info['env_id']} size={args.size} device={info['device']} dtype={info['dtype']} params={info['params']:,} "
           f"(S: {info['alignment_params']:,}) threads={info['torch_threads']} steps={args.steps}")
     print(f"{'reward':<12}{'period':>7}{'plain ms':>10}{'env ms':>10}{'ratio':>8}{'mean ratio':>12}   env time (ms/step)")
-    for r in rows:
-        parts = ", ".join(f"{k} {v:.1f}" for k, v in r["env_breakdown_ms"].items() if v >= 0.05)
-        print(f"{r['reward']:<12}{r['feedback_period']:>7}{r['plain_median_ms']:>10.2f}{r['env_median_ms']:>10.2f}"
-              f"{r['ratio_median']:>8.3f}{r['ratio_mean']:>12.3f}   {parts}")
+    rows = []
+    for period in args.feedback_periods:
+        for reward in args.rewards:  # each row printed as soon as it is measured
+            r = measure(args, reward, period)
+            rows.append(r)
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in r["env_breakdown_ms"].items() if v >= 0.05)
+            print(f"{r['reward']:<12}{r['feedback_period']:>7}{r['plain_median_ms']:>10.2f}"
+                  f"{r['env_median_ms']:>10.2f}{r['ratio_median']:>8.3f}{r['ratio_mean']:>12.3f}   {parts}", flush=True)
     lookahead = measure_lookahead(args)
     if lookahead:
         print("greedy look-ahead over K soft-target tasks + the step, vs a single-task env step (median):"

@@ -43,3 +43,22 @@ def test_run_episode_rejects_names_and_factories(bad):
         run_episode(env, bad, seed=0)
     result = run_episode(env, make_designer("random", env), seed=0)
     assert result["ledger"]["learner_updates"] == 4 and len(result["actions"]) == 4
+
+
+@pytest.mark.parametrize("env_id", ["vpt/LM-SoftTargets-v0", "vpt/LM-Domains-v0"])
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
+def test_feedback_batch_size_must_be_a_positive_int(env_id, bad):
+    with pytest.raises(ValueError, match=rf"feedback_batch_size must be an integer >= 1 or None, got {bad!r}"):
+        gym.make(env_id, size="tiny", feedback_batch_size=bad)
+
+
+def test_feedback_batch_size_sets_the_refresh_batch():
+    env = gym.make("vpt/LM-SoftTargets-v0", size="tiny", budget=2, feedback_batch_size=3, eval_items=1,
+                   max_new_tokens=4).unwrapped
+    env.reset(seed=0)
+    assert env.feedback.sample_batch().num_examples == 3
+    domains = gym.make("vpt/LM-Domains-v0", size="tiny", budget=2, feedback_batch_size=2, eval_items=1,
+                       max_new_tokens=4, heldout_eval_windows=4).unwrapped
+    domains.reset(seed=0)
+    parts = domains.feedback.sample_batch().parts
+    assert {name: part.num_examples for name, part in parts.items()} == {"gsm8k": 2, "code": 2}

@@ -114,6 +114,33 @@ def test_batch_loss_is_token_mean_over_answers(tokenizer: Any, learner: Any) -> 
     assert batch.num_tokens == int(batch.attention_mask.sum())
 
 
+def test_head_on_answer_rows_equals_full_logits_bitwise(tokenizer: Any, learner: Any) -> None:
+    """The head runs on answer positions only; loss and gradients equal the full-logits computation bitwise."""
+    import torch.nn.functional as F
+
+    feedback = _feedback(tokenizer)
+    feedback.reset(torch.Generator().manual_seed(3))
+    batch = feedback.sample_batch()
+    module = learner.module
+    params = [p for p in module.parameters()]
+
+    def full_logits_loss() -> torch.Tensor:  # the reference: logits at every position, then select
+        logits = module(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        targets = batch.labels[:, 1:]
+        mask = targets != -100
+        return F.cross_entropy(logits[:, :-1][mask].float(), targets[mask], reduction="sum") / mask.sum()
+
+    reference = full_logits_loss()
+    reference_grads = torch.autograd.grad(reference, params)
+    loss = feedback.loss(learner, batch)
+    grads = torch.autograd.grad(loss, params)
+    assert torch.equal(loss, reference)
+    assert all(torch.equal(g, r) for g, r in zip(grads, reference_grads))
+    head = module.get_output_embeddings()
+    assert not head._forward_pre_hooks  # the hook is gone after the call
+    assert module(input_ids=batch.input_ids).logits.shape == (*batch.input_ids.shape, VOCAB)
+
+
 def test_loss_backward_and_bf16_logits(tokenizer: Any, learner: Any) -> None:
     feedback = _feedback(tokenizer)
     feedback.reset(torch.Generator().manual_seed(2))

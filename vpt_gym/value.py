@@ -70,6 +70,7 @@ class GradientStats:
         cosine: dot / (|g_down,S| |g_pre,S|) in [-1, 1]; 0 when either norm is 0.
         g_pre_norm: |g_pre,S| >= 0.
         g_down_norm: |g_down,S| >= 0.
+        loss: the pretraining loss of the update (nats/token), read in the same host sync; NaN when not given.
     """
 
     dot: float
@@ -77,26 +78,34 @@ class GradientStats:
     cosine: float
     g_pre_norm: float
     g_down_norm: float
+    loss: float = math.nan
 
 
-def gradient_stats(g_down: Sequence[torch.Tensor], g_pre: Sequence[torch.Tensor], lr: float) -> GradientStats:
-    """Alignment statistics of one update (one host sync for all of them).
+def gradient_stats(g_down: Sequence[torch.Tensor], g_pre: Sequence[torch.Tensor], lr: float,
+                   loss: torch.Tensor | None = None) -> GradientStats:
+    """Alignment statistics of one update (one host sync for all of them, the loss included).
 
     Args:
         g_down: feedback gradient on S, list of tensors [*param_shape_i].
         g_pre: pretraining gradient on S, same shapes.
         lr: learner step size eta > 0.
+        loss: optional scalar pretraining loss of the update (any float dtype, any device), returned as
+            ``stats.loss`` from the same device-to-host copy as the statistics.
 
     Returns:
         :class:`GradientStats`. Source: V-Pretraining v2 Eq. 8-9 (value), Eq. 28 (subset S).
     """
     dot = grad_dot(g_down, g_pre)
-    both = torch.stack([dot, grad_norm(g_down).to(dot.device), grad_norm(g_pre).to(dot.device)]).cpu()
-    d, nd, npre = (float(x) for x in both.tolist())
+    parts = [dot, grad_norm(g_down).to(dot.device), grad_norm(g_pre).to(dot.device)]
+    if loss is not None:
+        parts.append(loss.detach().reshape(()).to(device=dot.device, dtype=dot.dtype))
+    values = [float(x) for x in torch.stack(parts).cpu().tolist()]
+    d, nd, npre = values[:3]
     denom = nd * npre
     cosine = d / denom if denom > 0 and math.isfinite(denom) else 0.0
     cosine = max(-1.0, min(1.0, cosine))
-    return GradientStats(dot=d, alignment=lr * d, cosine=cosine, g_pre_norm=npre, g_down_norm=nd)
+    return GradientStats(dot=d, alignment=lr * d, cosine=cosine, g_pre_norm=npre, g_down_norm=nd,
+                         loss=values[3] if loss is not None else math.nan)
 
 
 @dataclass(frozen=True, kw_only=True)

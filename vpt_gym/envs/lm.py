@@ -161,6 +161,7 @@ def _make_lm_env(
     split_seed: int = 0,
     eval_items: int | None = None,
     max_new_tokens: int | None = None,
+    feedback_batch_size: int | None = None,
     top_k: int = 64,
     alphas: tuple[float, ...] = (0.1, 0.25, 0.5),
     temperatures: tuple[float, ...] = (1.0,),
@@ -173,7 +174,8 @@ def _make_lm_env(
     preset, budget_obj, dev, chosen_dtype = check_lm_options(
         size=size, budget=budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period,
         reward=reward, lr=lr, model=model, device=device, dtype=dtype,
-        counts={"eval_items": eval_items, "max_new_tokens": max_new_tokens})
+        counts={"eval_items": eval_items, "max_new_tokens": max_new_tokens,
+                "feedback_batch_size": feedback_batch_size})
     if preset.base is not None:
         vocab_size = preset.base.vocab_size
     else:
@@ -203,8 +205,8 @@ def _make_lm_env(
                          batch_size=preset.batch_size, seq_len=min(preset.seq_len, context))
     feedback = GSM8KFeedback(
         feedback=corpus.feedback, eval=corpus.eval, tokenizer=tokenizer, context_length=context,
-        batch_size=preset.feedback_batch_size, probe_size=preset.probe_size,
-        eval_items=min(eval_items or preset.eval_items, len(corpus.eval)),
+        batch_size=min(feedback_batch_size or preset.feedback_batch_size, len(corpus.feedback)),
+        probe_size=preset.probe_size, eval_items=min(eval_items or preset.eval_items, len(corpus.eval)),
         max_new_tokens=min(max_new_tokens or preset.max_new_tokens, context // 2), source=corpus.source,
         eos_token_id=eos,
     )
@@ -287,6 +289,8 @@ _LM_CARD = """
         feedback_size: GSM8K train examples in the feedback split (default 1,024, the paper's).
         split_seed: seed of the feedback/unlabeled split of GSM8K train (fixed across episodes).
         eval_items, max_new_tokens: GSM8K test items and decoding length of the end-of-episode eval.
+        feedback_batch_size: feedback examples per g_down refresh (default: the preset's, tiny 4, small 8, paper
+            16). The refresh's cost scales with it: with ``feedback_period=1`` it is most of the env's overhead.
         top_k, alphas, temperatures, alpha_max: the soft-target menu.
         model: ``size="paper"`` only: local path or hub id of an ``AutoModelForCausalLM``.
         cache: cache folder for tokenizers and base checkpoints (default ``$VPT_GYM_CACHE`` or

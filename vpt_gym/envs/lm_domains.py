@@ -266,6 +266,7 @@ def _make_domains_env(
     split_seed: int = 0,
     eval_items: int | None = None,
     max_new_tokens: int | None = None,
+    feedback_batch_size: int | None = None,
     heldout_eval_windows: int | None = None,
     domains: Sequence[str] = BUILTIN_DOMAINS,
     extra_domains: Sequence[TextDomain] = (),
@@ -280,7 +281,7 @@ def _make_domains_env(
         size=size, budget=budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period,
         reward=reward, lr=lr, model=model, device=device, dtype=dtype,
         counts={"eval_items": eval_items, "max_new_tokens": max_new_tokens,
-                "heldout_eval_windows": heldout_eval_windows})
+                "heldout_eval_windows": heldout_eval_windows, "feedback_batch_size": feedback_batch_size})
     extra = tuple(extra_domains)
     if not all(isinstance(d, TextDomain) for d in extra):
         raise ValueError(f"extra_domains must be TextDomain objects, got {[type(d).__name__ for d in extra]}")
@@ -328,11 +329,12 @@ def _make_domains_env(
     task_space.set_initial_losses(_domain_losses(learner, tokenized, names, preset.batch_size, seq_len))
     stream = DomainStream({n: tokenized[n].tokens for n in names}, batch_size=preset.batch_size, seq_len=seq_len)
     tasks: dict[str, Any] = {}
+    fb_batch = feedback_batch_size or preset.feedback_batch_size
     for j in omega:
         if j == "gsm8k":
             tasks[j] = GSM8KFeedback(
                 feedback=corpus.feedback, eval=corpus.eval, tokenizer=tokenizer, context_length=context,
-                batch_size=preset.feedback_batch_size, probe_size=preset.probe_size,
+                batch_size=min(fb_batch, len(corpus.feedback)), probe_size=preset.probe_size,
                 eval_items=min(eval_items or preset.eval_items, len(corpus.eval)),
                 max_new_tokens=min(max_new_tokens or preset.max_new_tokens, context // 2), source=corpus.source,
                 eos_token_id=eos)
@@ -340,7 +342,7 @@ def _make_domains_env(
             dom = tokenized[j]
             tasks[j] = HeldoutNLLFeedback(
                 feedback=dom.feedback_windows, eval=dom.eval_windows,
-                batch_size=min(preset.feedback_batch_size, dom.feedback_windows.shape[0]),
+                batch_size=min(fb_batch, dom.feedback_windows.shape[0]),
                 probe_size=min(preset.probe_size, dom.feedback_windows.shape[0]),
                 eval_items=min(heldout_eval_windows or 4 * preset.eval_items, dom.eval_windows.shape[0]),
                 source=f"{dom.source} (held-out files/chunks)")
@@ -392,7 +394,7 @@ _DOMAINS_CARD = """
 
     Arguments:
         size, data, budget, reward, updates_per_decision, feedback_period, device, dtype, alignment, lr,
-            feedback_size, split_seed, eval_items, max_new_tokens, model, cache: as in
+            feedback_size, split_seed, eval_items, max_new_tokens, feedback_batch_size, model, cache: as in
             :func:`vpt_gym.envs.lm.make_soft_targets_env` (same presets, tokenizer and base checkpoint).
         heldout_eval_windows: eval windows of each held-out NLL task (default 4 * the preset's eval_items).
         domains: built-in domains in the menu, subset of ``("math", "code", "prose")`` (default all three).

@@ -488,8 +488,8 @@ class TaskDesignEnv(gym.Env):
                 batch = self._view
             g_pre = self.learner.backward(loss)
             self._ledger.learner_backward += 1
-            stats = gradient_stats(self._g_down_for(task), g_pre, lr)
-            loss_value = float(loss.detach())
+            stats = gradient_stats(self._g_down_for(task), g_pre, lr, loss=loss)  # the step's one host sync
+            loss_value = stats.loss
             if not (np.isfinite(loss_value) and np.isfinite(stats.g_pre_norm) and np.isfinite(stats.dot)):
                 diverged = True
                 break
@@ -585,8 +585,8 @@ class TaskDesignEnv(gym.Env):
             self._g_down = [g.detach() for g in self.learner.subset_gradient(loss)]
             self._ledger.feedback_forward += 1
             self._ledger.feedback_backward += 1
-        self._feedback_loss = float(loss.detach())
-        self._g_down_norm = float(grad_norm(self._g_down))
+        both = torch.stack([loss.detach().double().reshape(()), grad_norm(self._g_down).double()]).cpu().tolist()
+        self._feedback_loss, self._g_down_norm = (float(x) for x in both)  # one host sync per refresh
         if not (np.isfinite(self._feedback_loss) and np.isfinite(self._g_down_norm)):
             return False
         d = self.ema_decay

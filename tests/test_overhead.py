@@ -1,0 +1,85 @@
+"""Regression guard of the performance benchmarks' machinery (issue "Performance"): no wall-clock thresholds.
+
+Checked here: the plain loop that ``benchmarks/overhead.py`` times against performs exactly the learner
+updates of the env stepping the standard task (so the ratio compares like with like); the script's JSON has
+the ratio of its own medians, a breakdown that does not exceed the step, the greedy K sweep and the memory
+ratio; and ``benchmarks/vector_scaling.py`` reports a speedup of 1 for one worker and finishes its episodes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import vpt_gym  # noqa: F401
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    """Import a benchmark script as a module (by name, so that spawned children can import it too)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
+
+
+@pytest.fixture(scope="module")
+def overhead():
+    return _load("overhead")
+
+
+@pytest.mark.parametrize("env_id", ["vpt/LM-SoftTargets-v0", "vpt/SSL-Augment-v0"])
+def test_plain_loop_makes_the_same_updates_as_the_env(overhead, env_id: str) -> None:
+    """The baseline is the same learner on the same batches: after 5 updates the weights are bitwise equal."""
+    envs = [overhead.make_env(env_id, "tiny", "cpu", "alignment", 1, 6) for _ in range(2)]
+    for env in envs:
+        env.reset(seed=3)
+    for _ in range(5):
+        overhead.plain_step(envs[0])
+        envs[1].step(envs[1].standard_action)
+    plain, stepped = (env.learner.module.state_dict() for env in envs)
+    assert plain.keys() == stepped.keys()
+    assert all(torch.equal(plain[k], stepped[k]) for k in plain)
+    assert envs[1]._ledger.feedback_backward == 6  # reset + 5 refreshes at period 1: the env did its own work
+
+
+def test_overhead_script_reports_consistent_ratios(overhead, tmp_path: Path, monkeypatch, capsys) -> None:
+    out = tmp_path / "overhead.json"
+    monkeypatch.setattr(sys, "argv", ["overhead.py", "--env", "lm", "--size", "tiny", "--steps", "3", "--warmup",
+                                      "1", "--rewards", "alignment", "--feedback-periods", "1", "--lookahead-k",
+                                      "1", "2", "--json", str(out)])
+    overhead.main()
+    result = json.loads(out.read_text())
+    assert "ratio" in capsys.readouterr().out
+    (row,) = result["rows"]
+    assert (row["reward"], row["feedback_period"]) == ("alignment", 1)
+    assert row["ratio_median"] == pytest.approx(row["env_median_ms"] / row["plain_median_ms"])
+    assert row["ratio_mean"] == pytest.approx(row["env_mean_ms"] / row["plain_mean_ms"])
+    parts = row["env_breakdown_ms"]
+    for label in ("learner backward", "learner update", "feedback gradient", "alignment", "observation"):
+        assert parts[label] > 0, label
+    assert sum(parts.values()) == pytest.approx(row["env_mean_ms"], rel=1e-6)  # "other" closes the sum
+    assert [(r["K"], r["lookahead"]) for r in result["lookahead"]] == [(1, "jvp"), (1, "backward"), (2, "jvp"),
+                                                                      (2, "backward")]
+    assert all(r["ratio_vs_step"] > 0 for r in result["lookahead"])
+    memory = result["memory"]
+    assert memory["ratio_peak"] == pytest.approx(memory["env"]["peak_bytes"] / memory["plain"]["peak_bytes"])
+    assert result["dtype"] == "float32" and result["params"] > result["alignment_params"] > 0
+
+
+def test_vector_scaling_one_worker_is_the_baseline(tmp_path: Path, monkeypatch) -> None:
+    scaling = _load("vector_scaling")
+    out = tmp_path / "scaling.json"
+    monkeypatch.setattr(sys, "argv", ["vector_scaling.py", "--env-id", "vpt/Toy-Alignment-v0", "--budget", "4",
+                                      "--episodes", "1", "--workers", "1", "2", "--json", str(out)])
+    scaling.main()
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["backend"], r["workers"]) for r in rows] == [("gymnasium", 1), ("gymnasium", 2), ("sb3", 1),
+                                                           ("sb3", 2)]
+    assert [r["speedup"] for r in rows if r["workers"] == 1] == [1.0, 1.0]
+    assert all(r["episodes_per_s"] > 0 for r in rows)
