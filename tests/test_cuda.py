@@ -60,10 +60,13 @@ def test_env_runs_on_cuda_and_matches_the_cpu(env_id: str) -> None:
 
 @pytest.mark.parametrize("env_id", ["vpt/LM-SoftTargets-v0", "vpt/SSL-Mask-v0"])
 def test_same_seed_same_episode_on_cuda(env_id: str) -> None:
+    """Same seed, same device: equal within the relative 1e-3 that ``vpt-gym validate`` allows on a GPU (the
+    attention backward kernels accumulate with atomics, so CUDA runs need not be bitwise equal)."""
     first, second = _episode(env_id, "cuda", seed=5), _episode(env_id, "cuda", seed=5)
-    assert first["return"] == pytest.approx(second["return"], rel=1e-5, abs=1e-9)
+    assert first["actions"] == second["actions"]
+    assert second["return"] == pytest.approx(first["return"], rel=1e-3, abs=1e-9)
     for key, value in first["eval"].items():
-        assert second["eval"][key] == pytest.approx(value, rel=1e-5), key
+        assert second["eval"][key] == pytest.approx(value, rel=1e-3, abs=1e-6), key
 
 
 def test_bf16_lm_learner_on_cuda() -> None:
@@ -100,3 +103,19 @@ def test_value_gain_reward_on_cuda() -> None:
     env.reset(seed=0)
     reward = env.step(0)[1]
     assert math.isfinite(reward) and reward != 0.0
+
+
+def test_paper_preset_on_cuda_is_bf16_and_looks_ahead(local_checkpoint) -> None:
+    """The paper preset's path (from_pretrained of a local checkpoint) on a GPU: bf16 by default, forward-mode
+    look-ahead through the tail in float32, finite rewards, an eval at the end."""
+    env = gym.make("vpt/LM-SoftTargets-v0", size="paper", model=str(local_checkpoint), device="cuda", budget=3,
+                   feedback_period=1, eval_items=2, max_new_tokens=8)
+    base = env.unwrapped
+    assert {p.dtype for p in base.learner.module.parameters()} == {torch.bfloat16}
+    env.reset(seed=0)
+    values = base.lookahead_values()
+    assert np.isfinite(values).all() and len(values) == env.action_space.n
+    for _ in range(3):
+        obs, reward, terminated, _, info = env.step(int(np.argmax(base.lookahead_values())))
+        assert math.isfinite(reward)
+    assert terminated and math.isfinite(info["eval"]["eval_nll"])

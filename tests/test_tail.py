@@ -92,3 +92,31 @@ def test_lm_env_learner_uses_the_tail_and_greedy_matches_backward() -> None:
     base.forward_mode_lookahead = False
     slow = base.lookahead_values()
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-7 * np.abs(slow).max())
+
+
+def test_bf16_learner_tail_jvp_runs_in_float32_on_the_bf16_weights() -> None:
+    """bf16 learners: the tail JVP runs on a float32 copy of the tail (CUDA's layer-norm forward AD returns
+    float32 tangents for bf16 inputs); it equals the float32 tail of the same (bf16-rounded) weights, fed the
+    same recorded hidden state."""
+    low = _learner("last2")
+    low.module.to(torch.bfloat16)
+    ref = _learner("last2")
+    ref.module.load_state_dict({k: v.float() for k, v in low.module.state_dict().items()})
+    ref.module.float()
+    assert TailForward.attach(low) and TailForward.attach(ref)
+    batch = _batch()
+    outputs = low.forward(batch)
+    ref.forward(batch)
+    _, hidden, rest, kwargs = low.forward_fn.last
+    assert hidden.dtype == torch.bfloat16
+    ref.forward_fn.last = (outputs, hidden.float(), rest, kwargs)
+    gen = torch.Generator().manual_seed(3)
+    g_down = [torch.randn(p.shape, generator=gen) for p in ref.alignment_parameters()]
+    cand = candidate_set(outputs[:, :-1].float(), batch.input_ids[:, 1:], K)
+    fast = low.forward_fn.log_prob_jvp(outputs, cand, dict(zip(low.alignment_names, low.alignment_parameters())),
+                                       g_down)
+    expected = ref.forward_fn.log_prob_jvp(outputs, cand,
+                                           dict(zip(ref.alignment_names, ref.alignment_parameters())), g_down)
+    assert fast.dtype == torch.float32 and torch.isfinite(fast).all() and fast.abs().max() > 0
+    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-6)
+    assert {p.dtype for p in low.module.parameters()} == {torch.bfloat16}  # the learner itself is untouched

@@ -39,6 +39,20 @@ class _Tail(nn.Module):
         return self._norm[0](hidden)
 
 
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def _upcast(value: Any) -> Any:
+    """``value`` with every bf16/fp16 tensor (also inside tuples, lists and dicts) cast to float32."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.dtype in _LOW_PRECISION else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_upcast(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _upcast(v) for k, v in value.items()}
+    return value
+
+
 class TailForward:
     """The LM learner's ``forward_fn``, recording the input of the first block of S for the tail JVP.
 
@@ -68,6 +82,8 @@ class TailForward:
             raise ValueError(f"{type(model).__name__}: soft-capped logits are not a linear head")
         self.head_weight = head_module.weight  # [vocab, d_model]; logits = hidden @ W^T (+ bias, no tangent)
         self.start = min(indices)
+        norm_name = next(n for n, m in model.named_modules() if m is norm)
+        self._tail_prefixes = tuple(f"{prefix}.{i}." for i in range(self.start, len(blocks))) + (f"{norm_name}.",)
         self.tail = _Tail(model, blocks, self.start, norm, head_module)
         self.last: tuple | None = None
         self._armed = False
@@ -84,6 +100,12 @@ class TailForward:
         capture.forward_fn = learner.forward_fn
         learner.forward_fn = capture
         return True
+
+    def _tail_tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """(name in the model, tensor) of the floating parameters and buffers the tail's forward reads."""
+        model = self.tail.m
+        named = list(model.named_parameters()) + list(model.named_buffers())
+        return [(n, t) for n, t in named if n.startswith(self._tail_prefixes) and t.is_floating_point()]
 
     def _record(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if self._armed and args and isinstance(args[0], torch.Tensor):
@@ -121,10 +143,18 @@ class TailForward:
         _, hidden, rest, kwargs = self.last
         names = list(subset)
         primals = tuple(subset[n].detach() for n in names)
+        fixed: dict[str, torch.Tensor] = {}
+        if any(p.dtype in _LOW_PRECISION for p in primals):
+            # Forward-mode AD of some CUDA kernels (layer norm) returns float32 tangents for bf16 inputs, which
+            # the next bf16 matmul rejects: the tail's JVP runs on a float32 copy of the tail (more precise too).
+            primals = tuple(p.float() for p in primals)
+            fixed = {f"m.{n}": t.detach().float() for n, t in self._tail_tensors() if n not in subset}
+            hidden, rest, kwargs = _upcast(hidden), _upcast(rest), _upcast(kwargs)
         tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals))
 
         def final_hidden(*params: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.tail, {f"m.{n}": p for n, p in zip(names, params)}, (hidden, rest, kwargs))
+            weights = {**fixed, **{f"m.{n}": p for n, p in zip(names, params)}}
+            return functional_call(self.tail, weights, (hidden, rest, kwargs))
 
         with sdpa_kernel(SDPBackend.MATH), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
