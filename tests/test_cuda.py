@@ -119,3 +119,15 @@ def test_paper_preset_on_cuda_is_bf16_and_looks_ahead(local_checkpoint) -> None:
         obs, reward, terminated, _, info = env.step(int(np.argmax(base.lookahead_values())))
         assert math.isfinite(reward)
     assert terminated and math.isfinite(info["eval"]["eval_nll"])
+
+
+def test_varying_length_forwards_avoid_cudnn_attention() -> None:
+    """Feedback and generation forwards (new sequence lengths each call) exclude cuDNN attention, which plans
+    per shape; the setting is scoped to the block."""
+    from vpt_gym.lm.feedback import varying_length_attention
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with varying_length_attention(torch.device("cuda")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before

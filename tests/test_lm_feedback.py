@@ -294,3 +294,11 @@ def test_real_gsm8k_feedback(tmp_path: Path, learner: Any) -> None:
     feedback.reset(torch.Generator().manual_seed(0))
     assert math.isfinite(feedback.loss(learner, feedback.sample_batch()).item())
     assert 0.0 <= feedback.metric(learner, feedback.probe_batch()) <= 1.0
+
+
+def test_varying_length_attention_changes_nothing_on_the_cpu() -> None:
+    import contextlib
+
+    from vpt_gym.lm.feedback import varying_length_attention
+
+    assert isinstance(varying_length_attention(torch.device("cpu")), contextlib.nullcontext)
