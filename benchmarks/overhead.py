@@ -13,7 +13,8 @@ allocated; CPU: peak RSS growth over the process after the env is built).
 Usage:
     python benchmarks/overhead.py --env lm --size small            # the issue's goals: ratio table + greedy K
     python benchmarks/overhead.py --env vision --size small
-    python benchmarks/overhead.py --env lm --device cuda --json overhead.json
+    python benchmarks/overhead.py --env lm --device cuda --dtype bfloat16 --json overhead.json
+    python benchmarks/overhead.py --env lm --feedback-periods 1 --rewards alignment --set feedback_batch_size=4
 """
 
 from __future__ import annotations
@@ -44,15 +45,35 @@ def _sync(device: torch.device) -> None:
 
 DTYPE: str | None = None
 """``--dtype`` (LM envs only): weights and activations of the learner; None keeps the preset's."""
+ENV_KWARGS: dict[str, Any] = {}
+"""``--set KEY=VALUE`` env keywords (e.g. ``feedback_batch_size=4``), given to every env built here."""
 
 
 def make_env(env_id: str, size: str, device: str, reward: str, period: int, budget: int, **extra: Any):
     if DTYPE is not None and env_id.startswith("vpt/LM-"):
         extra.setdefault("dtype", DTYPE)
+    extra = {**ENV_KWARGS, **extra}
     env = gym.make(env_id, size=size, budget=budget, device=device, reward=reward, feedback_period=period,
                    **extra).unwrapped
     env.evaluate_at_end = False
     return env
+
+
+def parse_env_kwargs(items: list[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """``["feedback_batch_size=4", ...]`` -> ``{"feedback_batch_size": 4}`` (values read as Python literals,
+    else kept as strings); a malformed item is a usage error naming it."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            parser.error(f"--set {item!r}: expected KEY=VALUE with KEY a keyword name")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
 
 
 def plain_step(env) -> None:
@@ -220,11 +241,12 @@ def _rss_bytes() -> int:
 
 
 def _peak_child(env_id: str, size: str, device: str, mode: str, period: int, steps: int, dtype: str | None,
-                queue) -> None:
+                env_kwargs: dict[str, Any], queue) -> None:
     import threading
 
     global DTYPE
-    DTYPE = dtype  # a spawned child does not inherit the parent's --dtype
+    DTYPE = dtype  # a spawned child does not inherit the parent's --dtype and --set
+    ENV_KWARGS.update(env_kwargs)
 
     torch.set_num_threads(1)
     env = make_env(env_id, size, device, "alignment", period, steps + 1)
@@ -263,7 +285,7 @@ def measure_memory(args) -> dict[str, Any]:
     period = min(args.feedback_periods)  # the most frequent feedback refresh: the env's worst case
     for mode in ("plain", "env"):
         queue = ctx.Queue()
-        proc = ctx.Process(target=_peak_child, args=(ENV_OF[args.env], args.size, args.device, mode, period, 12, args.dtype,
+        proc = ctx.Process(target=_peak_child, args=(ENV_OF[args.env], args.size, args.device, mode, period, 12, args.dtype, ENV_KWARGS,
                                                      queue))
         proc.start()
         out[mode] = queue.get()
@@ -288,10 +310,14 @@ def main() -> None:
     parser.add_argument("--feedback-periods", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--lookahead-k", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an env keyword for every env built, e.g. --set feedback_batch_size=4 (repeatable)")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     global DTYPE
     DTYPE = args.dtype
+    ENV_KWARGS.clear()
+    ENV_KWARGS.update(parse_env_kwargs(args.set, parser))
     probe = make_env(ENV_OF[args.env], args.size, args.device, "alignment", 8, 2)
     learner = probe.learner
     info = {"env_id": ENV_OF[args.env], "size": args.size, "device": str(learner.device),
@@ -322,7 +348,7 @@ def main() -> None:
               f"{memory['ratio_peak']:.3f}, growth over the built env {memory['ratio_growth']:.3f} "
               f"({(memory['env']['peak_bytes'] - memory['env']['base_bytes']) / 2**20:.1f} MiB vs "
               f"{(memory['plain']['peak_bytes'] - memory['plain']['base_bytes']) / 2**20:.1f} MiB)")
-    result = {**info, "rows": rows, "lookahead": lookahead, "memory": memory}
+    result = {**info, "env_kwargs": ENV_KWARGS, "rows": rows, "lookahead": lookahead, "memory": memory}
     if args.json:
         from vpt_gym.runner import write_json_atomic
 

@@ -52,7 +52,7 @@ def test_overhead_script_reports_consistent_ratios(overhead, tmp_path: Path, mon
     out = tmp_path / "overhead.json"
     monkeypatch.setattr(sys, "argv", ["overhead.py", "--env", "lm", "--size", "tiny", "--steps", "3", "--warmup",
                                       "1", "--rewards", "alignment", "--feedback-periods", "1", "--lookahead-k",
-                                      "1", "2", "--json", str(out)])
+                                      "1", "2", "--set", "feedback_batch_size=2", "--json", str(out)])
     overhead.main()
     result = json.loads(out.read_text())
     assert "ratio" in capsys.readouterr().out
@@ -70,6 +70,17 @@ def test_overhead_script_reports_consistent_ratios(overhead, tmp_path: Path, mon
     memory = result["memory"]
     assert memory["ratio_peak"] == pytest.approx(memory["env"]["peak_bytes"] / memory["plain"]["peak_bytes"])
     assert result["dtype"] == "float32" and result["params"] > result["alignment_params"] > 0
+    assert result["env_kwargs"] == {"feedback_batch_size": 2}
+
+
+def test_env_kwargs_parse_as_literals_and_reject_malformed_items(overhead) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    assert overhead.parse_env_kwargs(["feedback_batch_size=4", "alignment=last1", "lr=1e-3"], parser) == {
+        "feedback_batch_size": 4, "alignment": "last1", "lr": 1e-3}
+    with pytest.raises(SystemExit):
+        overhead.parse_env_kwargs(["feedback_batch_size"], parser)
 
 
 def test_vector_scaling_one_worker_is_the_baseline(tmp_path: Path, monkeypatch) -> None:
