@@ -285,8 +285,8 @@ def measure_memory(args) -> dict[str, Any]:
     period = min(args.feedback_periods)  # the most frequent feedback refresh: the env's worst case
     for mode in ("plain", "env"):
         queue = ctx.Queue()
-        proc = ctx.Process(target=_peak_child, args=(ENV_OF[args.env], args.size, args.device, mode, period, 12, args.dtype, ENV_KWARGS,
-                                                     queue))
+        proc = ctx.Process(target=_peak_child, args=(ENV_OF[args.env], args.size, args.device, mode, period, 12,
+                                                     args.dtype, ENV_KWARGS, queue))
         proc.start()
         out[mode] = queue.get()
         proc.join()
@@ -325,8 +325,9 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(), "params": learner.num_parameters,
             "alignment_params": learner.num_alignment_parameters, "steps": args.steps}
     del probe, learner
-    print(f"{info['env_id']} size={args.size} device={info['device']} dtype={info['dtype']} params={info['params']:,} "
-          f"(S: {info['alignment_params']:,}) threads={info['torch_threads']} steps={args.steps}")
+    print(f"{info['env_id']} size={args.size} device={info['device']} dtype={info['dtype']} "
+          f"params={info['params']:,} (S: {info['alignment_params']:,}) threads={info['torch_threads']} "
+          f"steps={args.steps} env keywords {ENV_KWARGS or '{}'}")
     print(f"{'reward':<12}{'period':>7}{'plain ms':>10}{'env ms':>10}{'ratio':>8}{'mean ratio':>12}   env time (ms/step)")
     rows = []
     for period in args.feedback_periods:
