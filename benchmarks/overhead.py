@@ -11,7 +11,7 @@ with one backward per task. Peak memory of each loop is measured in a fresh chil
 allocated; CPU: peak RSS growth over the process after the env is built).
 
 Usage:
-    python benchmarks/overhead.py --env lm --size small            # the issue's goals: ratio table + greedy K
+    python benchmarks/overhead.py --env lm --size small            # ratio table, greedy K sweep, memory
     python benchmarks/overhead.py --env vision --size small
     python benchmarks/overhead.py --env lm --device cuda --dtype bfloat16 --json overhead.json
     python benchmarks/overhead.py --env lm --feedback-periods 1 --rewards alignment --set feedback_batch_size=4
@@ -59,6 +59,10 @@ def make_env(env_id: str, size: str, device: str, reward: str, period: int, budg
     return env
 
 
+RESERVED = ("size", "budget", "device", "reward", "feedback_period", "dtype")
+"""Env keywords the script sets itself (through its own options); ``--set`` may not override them."""
+
+
 def parse_env_kwargs(items: list[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
     """``["feedback_batch_size=4", ...]`` -> ``{"feedback_batch_size": 4}`` (values read as Python literals,
     else kept as strings); a malformed item is a usage error naming it."""
@@ -69,6 +73,8 @@ def parse_env_kwargs(items: list[str], parser: argparse.ArgumentParser) -> dict[
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
             parser.error(f"--set {item!r}: expected KEY=VALUE with KEY a keyword name")
+        if key in RESERVED:
+            parser.error(f"--set {key}=...: use the script's own option for {key!r} (--{key.replace('_', '-')})")
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -299,26 +305,32 @@ def measure_memory(args) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", choices=sorted(ENV_OF), default="lm")
-    parser.add_argument("--size", default="small")
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--env", choices=sorted(ENV_OF), default="lm",
+                        help="lm = vpt/LM-SoftTargets-v0, vision = vpt/SSL-Augment-v0")
+    parser.add_argument("--size", default="small", help="preset: tiny | small | paper")
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per setting (after the warm-up)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
                         help="LM learner weights/activations (default: the preset's; vision is float32)")
-    parser.add_argument("--rewards", nargs="+", default=["alignment", "cosine", "value_gain"])
-    parser.add_argument("--feedback-periods", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--lookahead-k", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--rewards", nargs="+", default=["alignment", "cosine", "value_gain"],
+                        help="reward modes to time, one table row each (with each feedback period)")
+    parser.add_argument("--feedback-periods", nargs="+", type=int, default=[1, 8],
+                        help="g_down refresh periods (decisions) to time")
+    parser.add_argument("--lookahead-k", nargs="+", type=int, default=[1, 4, 16],
+                        help="menu sizes K of the greedy look-ahead sweep (rows 'jvp' = forward mode, "
+                             "'backward' = one backward per task)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="an env keyword for every env built, e.g. --set feedback_batch_size=4 (repeatable)")
+                        help="an env keyword for every env built, e.g. --set feedback_batch_size=4 (LM envs); "
+                             "VALUE is read as a Python literal, else kept as a string; repeatable")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     global DTYPE
     DTYPE = args.dtype
     ENV_KWARGS.clear()
     ENV_KWARGS.update(parse_env_kwargs(args.set, parser))
-    probe = make_env(ENV_OF[args.env], args.size, args.device, "alignment", 8, 2)
+    probe = make_env(ENV_OF[args.env], args.size, args.device, args.rewards[0], args.feedback_periods[0], 2)
     learner = probe.learner
     info = {"env_id": ENV_OF[args.env], "size": args.size, "device": str(learner.device),
             "dtype": str(next(learner.module.parameters()).dtype).removeprefix("torch."),

@@ -81,6 +81,8 @@ def test_env_kwargs_parse_as_literals_and_reject_malformed_items(overhead) -> No
         "feedback_batch_size": 4, "alignment": "last1", "lr": 1e-3}
     with pytest.raises(SystemExit):
         overhead.parse_env_kwargs(["feedback_batch_size"], parser)
+    with pytest.raises(SystemExit):  # the script's own options own these
+        overhead.parse_env_kwargs(["dtype=bfloat16"], parser)
 
 
 def test_vector_scaling_one_worker_is_the_baseline(tmp_path: Path, monkeypatch) -> None:

@@ -271,7 +271,8 @@ _LM_CARD = """
 
     Budget:
         ``budget`` learner updates (preset default: tiny 16, small 200, paper 1000), one AdamW step each;
-        ``info["ledger"]`` counts learner, feedback and look-ahead forward/backward passes, examples and tokens.
+        ``info["ledger"]`` counts learner, feedback and look-ahead forward/backward passes and the learner's
+        examples and tokens (feedback examples are not counted).
 
     Arguments:
         size: ``"tiny"`` (~0.09 M params; tests, seconds) | ``"small"`` (~1.1 M; CPU, minutes) | ``"paper"``
@@ -290,7 +291,9 @@ _LM_CARD = """
         split_seed: seed of the feedback/unlabeled split of GSM8K train (fixed across episodes).
         eval_items, max_new_tokens: GSM8K test items and decoding length of the end-of-episode eval.
         feedback_batch_size: feedback examples per g_down refresh (default: the preset's, tiny 4, small 8, paper
-            16). The refresh's cost scales with it: with ``feedback_period=1`` it is most of the env's overhead.
+            16; capped at ``feedback_size``). The refresh's cost scales with it (with ``feedback_period=1`` it
+            is most of the env's overhead); a smaller batch gives a noisier g_down, hence a noisier reward, so
+            compare designers only at the same value.
         top_k, alphas, temperatures, alpha_max: the soft-target menu.
         model: ``size="paper"`` only: local path or hub id of an ``AutoModelForCausalLM``.
         cache: cache folder for tokenizers and base checkpoints (default ``$VPT_GYM_CACHE`` or
