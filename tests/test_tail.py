@@ -120,3 +120,25 @@ def test_bf16_learner_tail_jvp_runs_in_float32_on_the_bf16_weights() -> None:
     assert fast.dtype == torch.float32 and torch.isfinite(fast).all() and fast.abs().max() > 0
     torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-6)
     assert {p.dtype for p in low.module.parameters()} == {torch.bfloat16}  # the learner itself is untouched
+
+
+def test_bf16_whole_model_jvp_runs_on_a_float32_copy() -> None:
+    """The whole-model JVP (S not a tail, e.g. ``alignment="all"``) of a bf16 model equals the float32 JVP of
+    the same bf16-rounded weights; the model stays bf16."""
+    low = _learner("all")
+    low.module.to(torch.bfloat16)
+    ref = _learner("all")
+    ref.module.load_state_dict({k: v.float() for k, v in low.module.state_dict().items()})
+    ref.module.float()
+    batch = _batch()
+    outputs = ref.forward(batch)
+    cand = candidate_set(outputs[:, :-1], batch.input_ids[:, 1:], K)
+    gen = torch.Generator().manual_seed(4)
+    g_down = [torch.randn(p.shape, generator=gen) for p in ref.alignment_parameters()]
+    fast = log_prob_jvp(low.module, batch.input_ids, cand, dict(zip(low.alignment_names,
+                                                                    low.alignment_parameters())), g_down)
+    expected = log_prob_jvp(ref.module, batch.input_ids, cand, dict(zip(ref.alignment_names,
+                                                                        ref.alignment_parameters())), g_down)
+    assert fast.dtype == torch.float32 and fast.abs().max() > 0
+    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-6)
+    assert {p.dtype for p in low.module.parameters()} == {torch.bfloat16}

@@ -111,16 +111,24 @@ def log_prob_jvp(module: torch.nn.Module, input_ids: torch.Tensor, candidates: t
 
     Returns:
         D, shape [batch, seq - 1, K], float32 (float64 for a float64 model). No ``.grad`` is touched.
+        A bf16/fp16 model is differentiated through a float32 copy of its weights (forward-mode AD of CUDA's
+        layer norm returns float32 tangents for bf16 inputs, which the next bf16 matmul rejects).
     """
     from torch.func import functional_call, jvp
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     names = list(subset)
     primals = tuple(subset[n].detach() for n in names)
+    fixed: dict[str, torch.Tensor] = {}
+    if any(p.dtype in (torch.bfloat16, torch.float16) for p in primals):
+        primals = tuple(p.float() for p in primals)
+        named = list(module.named_parameters()) + list(module.named_buffers())
+        fixed = {n: t.detach().float() for n, t in named if t.is_floating_point() and n not in subset}
     tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals))
 
     def log_probs(*params: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(module, dict(zip(names, params)), (), {"input_ids": input_ids}).logits
+        weights = {**fixed, **dict(zip(names, params))}
+        logits = functional_call(module, weights, (), {"input_ids": input_ids}).logits
         return F.log_softmax(_at_least_float32(logits[:, :-1]), dim=-1).gather(-1, candidates)
 
     # the math SDPA backend has forward-mode AD on every device (the fused CPU kernel has none)
