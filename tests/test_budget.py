@@ -10,7 +10,7 @@ from vpt_gym.budget import Budget, Ledger
 
 LEDGER_FIELDS = ("learner_updates", "learner_forward", "learner_backward", "feedback_forward", "feedback_backward",
                  "lookahead_forward", "lookahead_backward", "designer_forward", "designer_backward", "examples",
-                 "tokens")
+                 "tokens", "feedback_examples", "feedback_tokens")
 
 
 @pytest.mark.parametrize("field", ["learner_updates", "updates_per_decision", "feedback_period"])
@@ -110,3 +110,24 @@ def test_advantage_reward_charges_lookahead() -> None:
     assert info["ledger"]["lookahead_backward"] == 2
     assert info["ledger"]["learner_updates"] == 2
     env.close()
+
+
+def test_ledger_counts_feedback_examples_and_tokens() -> None:
+    """Each g_down refresh reads feedback_batch_size examples; value_gain's probe adds probe_size per update."""
+    import gymnasium as gym
+
+    env = gym.make("vpt/LM-SoftTargets-v0", size="tiny", budget=4, feedback_period=2, feedback_batch_size=3,
+                   reward="value_gain", eval_items=1, max_new_tokens=4).unwrapped
+    env.reset(seed=0)
+    probe = env.feedback.probe_batch()
+    refreshes = []
+    for _ in range(4):
+        before = env._ledger.feedback_examples
+        info = env.step(0)[4]
+        refreshes.append(info["ledger"]["feedback_examples"] - before)
+    ledger = info["ledger"]
+    # reset: one refresh (3) + one probe (probe_size); each update: one probe; every 2nd decision a refresh
+    # while budget remains (after decision 2; none after the last)
+    assert refreshes == [probe.num_examples, probe.num_examples + 3, probe.num_examples, probe.num_examples]
+    assert ledger["feedback_examples"] == 3 * 2 + probe.num_examples * 5
+    assert ledger["feedback_tokens"] >= ledger["feedback_examples"]  # every example has >= 1 token

@@ -72,6 +72,9 @@ class Ledger:
         designer_backward: backward passes of a designer's own network (its meta updates).
         examples: pretraining examples (sequences, images, samples) consumed by learner updates.
         tokens: pretraining tokens consumed by learner updates (0 for non-token data).
+        feedback_examples: labeled feedback examples read by feedback passes (g_down refreshes and probe
+            forwards; an example read twice counts twice).
+        feedback_tokens: tokens of those feedback examples, padding excluded (0 for non-token data).
     """
 
     learner_updates: int = 0
@@ -85,6 +88,8 @@ class Ledger:
     designer_backward: int = 0
     examples: int = 0
     tokens: int = 0
+    feedback_examples: int = 0
+    feedback_tokens: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """A copy as a plain ``dict[str, int]`` (safe to put in ``info``)."""

@@ -271,8 +271,8 @@ _LM_CARD = """
 
     Budget:
         ``budget`` learner updates (preset default: tiny 16, small 200, paper 1000), one AdamW step each;
-        ``info["ledger"]`` counts learner, feedback and look-ahead forward/backward passes and the learner's
-        examples and tokens (feedback examples are not counted).
+        ``info["ledger"]`` counts learner, feedback and look-ahead forward/backward passes, the learner's
+        examples and tokens, and the feedback examples and tokens read (``feedback_examples``/``_tokens``).
 
     Arguments:
         size: ``"tiny"`` (~0.09 M params; tests, seconds) | ``"small"`` (~1.1 M; CPU, minutes) | ``"paper"``

@@ -390,7 +390,7 @@ _DOMAINS_CARD = """
 
     Budget:
         ``budget`` learner updates (preset default: tiny 16, small 200, paper 1000); ``info["ledger"]`` counts
-        passes, examples and tokens (of the materialized views).
+        passes, examples and tokens (of the materialized views), and feedback examples and tokens.
 
     Arguments:
         size, data, budget, reward, updates_per_decision, feedback_period, device, dtype, alignment, lr,

@@ -124,7 +124,8 @@ class TaskDesignEnv(gym.Env):
 
     Budget:
         ``budget.learner_updates`` learner updates per episode; ``info["ledger"]`` counts learner updates,
-        learner / feedback / look-ahead forward and backward passes, examples and tokens.
+        learner / feedback / look-ahead forward and backward passes, pretraining examples and tokens, and
+        feedback examples and tokens (:class:`~vpt_gym.budget.Ledger`).
 
     Arguments:
         learner: the :class:`~vpt_gym.core.Learner` (owns theta_0 snapshot, optimizer, subset S).
@@ -564,9 +565,15 @@ class TaskDesignEnv(gym.Env):
             self._view = view
         return self.task_space.loss(view, outputs, task)
 
+    def _charge_feedback_data(self, batch: Any) -> None:
+        """Count a feedback batch's examples and tokens in the ledger (batches without counts add 0)."""
+        self._ledger.feedback_examples += int(getattr(batch, "num_examples", 0))
+        self._ledger.feedback_tokens += int(getattr(batch, "num_tokens", 0))
+
     def _refresh_feedback(self) -> bool:
         """Recompute g_down on a fresh feedback batch; False when it is non-finite."""
         batch = self.feedback.sample_batch()
+        self._charge_feedback_data(batch)
         only_subset = getattr(self.learner, "grad_only_on_subset", None)  # no autograd graph below S
         with only_subset() if only_subset is not None else contextlib.nullcontext():
             return self._feedback_gradient(batch)
@@ -609,15 +616,19 @@ class TaskDesignEnv(gym.Env):
         return self._combine(self.feedback.matched_weights(task))
 
     def _measure_probe_loss(self) -> float:
+        batch = self.feedback.probe_batch()
         with torch.no_grad():
-            value = float(self.feedback.loss(self.learner, self.feedback.probe_batch()))
+            value = float(self.feedback.loss(self.learner, batch))
         self._ledger.feedback_forward += 1
+        self._charge_feedback_data(batch)
         return value
 
     def _measure_probe_metric(self) -> float:
+        batch = self.feedback.probe_batch()
         with torch.no_grad():
-            value = float(self.feedback.metric(self.learner, self.feedback.probe_batch()))
+            value = float(self.feedback.metric(self.learner, batch))
         self._ledger.feedback_forward += 1
+        self._charge_feedback_data(batch)
         return value
 
     def _outcome(self, stats: GradientStats, std_alignment: float | None) -> UpdateOutcome:
