@@ -89,6 +89,25 @@ def test_suite_accepts_file_designers(designer_file: Path) -> None:
         suite.with_designers(["mine=always.py:Always"])
 
 
+def test_file_designer_source_enters_the_config_hash(designer_file: Path) -> None:
+    """Editing a user designer's file changes its rows' config hash (so a resumed run re-runs them); the
+    built-in designers' hashes do not depend on it."""
+    suite = parse_suite({"name": "s", "version": 1, "seeds": [0], "designers": ["fixed", {"name": "always.py:Always",
+                         "label": "mine"}],
+                         "envs": [{"id": TOY, "budget": 4, "metric": "eval_loss", "higher_is_better": False}]})
+    before = suite.config_hash(TOY, "mine"), suite.config_hash(TOY, "fixed")
+    designer_file.touch()
+    assert suite.config_hash(TOY, "mine") == before[0]  # same bytes, same hash
+    designer_file.write_text(ALWAYS.replace("default 2", "default 2 (edited)"))
+    after = suite.config_hash(TOY, "mine"), suite.config_hash(TOY, "fixed")
+    assert after[0] != before[0] and after[1] == before[1]
+    from vpt_gym.benchmark.suites import designer_source_identity
+
+    assert designer_source_identity("fixed") is None and designer_source_identity("sb3") is None
+    assert designer_source_identity("json:JSONDecoder") is not None  # module:Class reads the module's file
+    assert designer_source_identity("no_such_module_xyz:X") is None
+
+
 def test_cli_run_and_bench_with_a_file_designer(designer_file: Path, tmp_path: Path) -> None:
     assert main(["run", TOY, "--designer", "always.py:Always", "--budget", "4", "--out", "r.json",
                  "--no-progress"]) == 0

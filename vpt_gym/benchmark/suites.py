@@ -252,13 +252,40 @@ class Suite:
         """Hash (16 hex) of everything that defines an episode's configuration except the seed.
 
         ``data_identity`` (:func:`data_identity` of the data folder the episode reads, e.g. ``$VPT_GYM_DATA``)
-        enters the hash when given, so rows run on other data are never taken for finished ones.
+        enters the hash when given, so rows run on other data are never taken for finished ones. A user
+        designer (``FILE.py:ClassName`` or ``module:ClassName``) enters with the SHA-256 of its source file
+        (:func:`designer_source_identity`), so editing the file makes its rows unfinished again.
         """
         env, designer = self.env(env_id), self.designer(label)
         blob = {"suite": self.name, "version": self.version, "env": asdict(env), "designer": asdict(designer)}
         if data_identity is not None:
             blob["data"] = data_identity
+        source = designer_source_identity(designer.name)
+        if source is not None:
+            blob["designer_source"] = source
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def designer_source_identity(name: str) -> str | None:
+    """SHA-256 (16 hex) of the source file of a user designer ``FILE.py:ClassName`` (path relative to the
+    working directory) or ``package.module:ClassName``; ``None`` for built-in names, ``sb3`` and sources
+    without a readable file (their code is versioned with the package or recorded elsewhere)."""
+    source, sep, _ = name.rpartition(":")
+    if not sep or not source:
+        return None
+    if source.endswith(".py"):
+        path: Path | None = Path(source).expanduser()
+    else:
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(source)
+        except (ImportError, ValueError):
+            return None
+        path = Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+    if path is None or not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def data_identity(folder: str | Path | None) -> str:
