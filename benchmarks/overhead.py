@@ -125,7 +125,7 @@ class Breakdown:
 
 
 def instrument(env) -> Breakdown:
-    import vpt_gym.envs.task_design as td
+    import vpt_gym.envs.task_design.env as td
 
     device = env.learner.device
     b = Breakdown(device)

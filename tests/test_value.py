@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vpt_gym  # noqa: F401  (registers the ids)
-from vpt_gym.envs.task_design import _generators
+from vpt_gym.envs.task_design.env import _generators
 from vpt_gym.envs.toy import ToyFeedback
 from vpt_gym.value import (
     REWARD_CLIP,

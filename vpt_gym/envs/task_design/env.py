@@ -1,11 +1,9 @@
-"""The one Gymnasium environment class: continued pretraining as an MDP whose actions pick the task."""
+"""The env core: construction, reset, step, observation. Look-ahead and the feedback side are mixins."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import warnings
-from typing import Any, Sequence, SupportsFloat
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -14,14 +12,9 @@ from gymnasium import spaces
 
 from vpt_gym.budget import Budget, Ledger
 from vpt_gym.core import FeedbackSet, Learner, PretrainStream, Task, TaskSpace
-from vpt_gym.value import (
-    GradientStats,
-    UpdateOutcome,
-    ValueEstimator,
-    grad_norm,
-    gradient_stats,
-    make_value_estimator,
-)
+from vpt_gym.envs.task_design.feedback import FeedbackMixin
+from vpt_gym.envs.task_design.lookahead import LookaheadMixin
+from vpt_gym.value import GradientStats, ValueEstimator, gradient_stats, make_value_estimator
 
 LOSS_CAP = 1.0e3
 """Upper bound of the loss features of the observation (nats per token or the learner's loss unit)."""
@@ -40,20 +33,6 @@ BASE_FEATURES: tuple[tuple[str, float, float], ...] = (
 )
 
 
-class _TaskLoss(torch.nn.Module):
-    """The pretraining loss of one task on one view, as a module whose parameters are the learner's (so
-    ``torch.func.functional_call`` can substitute S by dual tensors for a forward-mode look-ahead)."""
-
-    def __init__(self, learner: Learner, task_space: TaskSpace, view: Any, task: Task) -> None:
-        super().__init__()
-        self.m = learner.module
-        self._call = (learner, task_space, view, task)
-
-    def forward(self) -> torch.Tensor:
-        learner, task_space, view, task = self._call
-        return task_space.loss(view, learner.forward(view), task)
-
-
 def _log10(x: float) -> float:
     if not (x > 0 and math.isfinite(x)):
         return LOG10_NORM_RANGE[0]
@@ -70,7 +49,7 @@ def _generators(seed: int, count: int) -> list[torch.Generator]:
     return gens
 
 
-class TaskDesignEnv(gym.Env):
+class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
     """Continued pretraining as an MDP: each action picks the pretraining task of the next learner update(s).
 
     Description:
@@ -243,30 +222,6 @@ class TaskDesignEnv(gym.Env):
         """The learner's outputs on :attr:`pending_batch` (e.g. logits [batch, seq, vocab], with graph)."""
         return self._outputs
 
-    def value_derivative(self, tangent: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Differentiable-task hook: (C, D) with D = tangent . grad_S log p on the pending batch's candidates.
-
-        For a target q on C the value of the next update is ``-lr * mean_t sum_k q D`` with tangent = g_down
-        (the default), so a designer can differentiate the value through q (V-Pretraining v2 Algorithm 1).
-        Cost: one forward-mode pass, charged as ``lookahead_forward``.
-
-        Args:
-            tangent: a direction on S (default: the current g_down), tensors shaped like S.
-
-        Returns:
-            (C [batch, seq - 1, K] int64, D [batch, seq - 1, K] float32), detached.
-
-        Raises:
-            RuntimeError: outside a running episode. NotImplementedError: the task space has no such hook.
-        """
-        if not self._ready or self._done:
-            raise RuntimeError("value_derivative() needs a running episode: call reset() first")
-        hook = getattr(self.task_space, "value_derivative", None)
-        if hook is None:
-            raise NotImplementedError(f"{type(self.task_space).__name__} has no differentiable-task hook")
-        self._ledger.lookahead_forward += 1
-        return hook(self.learner, self._batch, self._outputs, self._g_down if tangent is None else tangent)
-
     def charge(self, *, designer_forward: int = 0, designer_backward: int = 0) -> None:
         """Record passes a designer spent on its own network (e.g. a meta update) in the ledger.
 
@@ -277,90 +232,6 @@ class TaskDesignEnv(gym.Env):
             raise ValueError(f"pass counts must be >= 0, got {designer_forward}, {designer_backward}")
         self._ledger.designer_forward += int(designer_forward)
         self._ledger.designer_backward += int(designer_backward)
-
-    def lookahead_values(self, actions: Sequence[Any] | None = None) -> np.ndarray:
-        """Designer look-ahead: the value of each action's task for the next update, without taking it.
-
-        For each action, the alignment value ``eta * g_down,S . g_pre,S(task)`` on the batch the next update
-        will use (its forward is reused) at the current learner state, with the current cached g_down — the
-        same quantity as the ``alignment`` reward. The learner is not changed.
-
-        Args:
-            actions: actions to evaluate (default: every task of a ``Discrete`` menu, in index order).
-
-        Returns:
-            shape [num_actions], float64, unit of L_down (e.g. nats/token).
-
-        Cost:
-            where the task space is linear in its targets (soft-target LM menus) and
-            ``forward_mode_lookahead`` is True: ONE forward-mode pass for all actions (DESIGN.md §7), charged
-            as one ``lookahead_forward``; otherwise one backward to the alignment subset S per action,
-            charged as ``lookahead_backward`` (the forward is shared with the update); where the forward
-            depends on the task (``task_space.task_dependent_forward``), also one forward per action,
-            charged as ``lookahead_forward`` — or, with ``forward_mode_per_task``, one forward-mode pass per
-            action instead of the forward and the backward.
-
-        Raises:
-            RuntimeError: before ``reset`` or after the episode ended.
-            ValueError: an action outside the action space, or ``actions=None`` on a ``Box`` space.
-        """
-        if not self._ready or self._done:
-            raise RuntimeError("lookahead_values() needs a running episode: call reset() first")
-        if actions is None:
-            if not self._discrete:
-                raise ValueError(f"actions=None is only defined for a Discrete menu; pass actions for {self.action_space}")
-            actions = list(range(self.action_space.n))
-        tasks = [self.task_space.task(self._resolve_action(a)[0]) for a in actions]
-        lr = float(self.learner.lr)
-        linear_values = getattr(self.task_space, "linear_values", None)
-        if linear_values is not None and self.forward_mode_lookahead and not self._matched:
-            self._ledger.lookahead_forward += 1
-            return lr * linear_values(self.learner, self._batch, self._outputs, self._g_down, tasks)
-        return np.asarray([self._task_value(task) for task in tasks], dtype=np.float64)
-
-    def _task_value(self, task: Task) -> float:
-        """eta * g_down(task) . grad_S L_pre(task) on the pending batch, without an update.
-
-        Where the forward depends on the task and ``forward_mode_per_task`` is set, one forward-mode pass: the
-        JVP of the task's loss along g_down on S (``torch.func.jvp``; the directional derivative IS the dot
-        product), charged as one ``lookahead_forward``. Otherwise (or if the learner has an operation without
-        forward-mode AD) a backward to S, charged as ``lookahead_backward`` (plus the task's forward).
-        """
-        lr = float(self.learner.lr)
-        tangent = self._g_down_for(task)
-        if self._task_dependent and self.forward_mode_per_task and not self._jvp_unsupported:
-            try:
-                dot = self._loss_jvp(task, tangent)
-            except RuntimeError:  # e.g. an in-place op without forward-mode AD: use the backward from now on
-                self._jvp_unsupported = True
-            else:
-                self._ledger.lookahead_forward += 1
-                return lr * dot
-        loss = self._task_loss(task, lookahead=True)
-        g_task = self.learner.subset_gradient(loss, retain_graph=not self._task_dependent)
-        self._ledger.lookahead_backward += 1
-        return gradient_stats(tangent, g_task, lr).alignment
-
-    def _loss_jvp(self, task: Task, tangent: Sequence[torch.Tensor]) -> float:
-        """tangent . grad_S L_pre(task) by one forward-mode pass through the learner (S substituted by
-        ``functional_call``; the math SDPA backend, which has forward-mode AD on every device)."""
-        from torch.func import functional_call, jvp
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        learner, space = self.learner, self.task_space
-        view = space.materialize(self._batch, task)
-        names = list(learner.alignment_names)
-        primals = tuple(p.detach() for p in learner.alignment_parameters())
-        tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals))
-        adapter = _TaskLoss(learner, space, view, task)
-
-        def loss_of(*params: torch.Tensor) -> torch.Tensor:
-            return functional_call(adapter, {f"m.{n}": p for n, p in zip(names, params)}, ())
-
-        with sdpa_kernel(SDPBackend.MATH), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            _, dot = jvp(loss_of, primals, tangents)
-        return float(dot)
 
     # --------------------------------------------------------------------------------------------- reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -564,90 +435,6 @@ class TaskDesignEnv(gym.Env):
             self._ledger.learner_forward += 1
             self._view = view
         return self.task_space.loss(view, outputs, task)
-
-    def _charge_feedback_data(self, batch: Any) -> None:
-        """Count a feedback batch's examples and tokens in the ledger (batches without counts add 0)."""
-        self._ledger.feedback_examples += int(getattr(batch, "num_examples", 0))
-        self._ledger.feedback_tokens += int(getattr(batch, "num_tokens", 0))
-
-    def _refresh_feedback(self) -> bool:
-        """Recompute g_down on a fresh feedback batch; False when it is non-finite."""
-        batch = self.feedback.sample_batch()
-        self._charge_feedback_data(batch)
-        only_subset = getattr(self.learner, "grad_only_on_subset", None)  # no autograd graph below S
-        with only_subset() if only_subset is not None else contextlib.nullcontext():
-            return self._feedback_gradient(batch)
-
-    def _feedback_gradient(self, batch: Any) -> bool:
-        if self._matched:  # per-task g_j cached for domain-matched alignment; g_down = sum_j omega_j g_j
-            losses = self.feedback.task_losses(self.learner, batch)
-            omega = self.feedback.weights
-            self._g_tasks = {j: [g.detach() for g in self.learner.subset_gradient(lj)] for j, lj in losses.items()}
-            self._g_down = self._combine({j: omega[j] for j in losses})
-            loss = sum(omega[j] * lj.detach() for j, lj in losses.items())
-            self._ledger.feedback_forward += len(losses)
-            self._ledger.feedback_backward += len(losses)
-        else:
-            loss = self.feedback.loss(self.learner, batch)
-            self._g_down = [g.detach() for g in self.learner.subset_gradient(loss)]
-            self._ledger.feedback_forward += 1
-            self._ledger.feedback_backward += 1
-        both = torch.stack([loss.detach().double().reshape(()), grad_norm(self._g_down).double()]).cpu().tolist()
-        self._feedback_loss, self._g_down_norm = (float(x) for x in both)  # one host sync per refresh
-        if not (np.isfinite(self._feedback_loss) and np.isfinite(self._g_down_norm)):
-            return False
-        d = self.ema_decay
-        self._ema_fb = self._feedback_loss if self._ema_fb is None else d * self._ema_fb + (1 - d) * self._feedback_loss
-        return True
-
-    def _combine(self, coefficients: dict[str, float]) -> list[torch.Tensor]:
-        """sum_j coefficients[j] * g_j over the cached per-task feedback gradients (domain-matched mode)."""
-        out = [torch.zeros_like(g) for g in next(iter(self._g_tasks.values()))]
-        for j, c in coefficients.items():
-            if c != 0.0:
-                for acc, g in zip(out, self._g_tasks[j]):
-                    acc.add_(g, alpha=float(c))
-        return out
-
-    def _g_down_for(self, task: Task) -> list[torch.Tensor]:
-        """The feedback gradient that scores an update of ``task``: g_down, or its domain-matched version."""
-        if not self._matched:
-            return self._g_down
-        return self._combine(self.feedback.matched_weights(task))
-
-    def _measure_probe_loss(self) -> float:
-        batch = self.feedback.probe_batch()
-        with torch.no_grad():
-            value = float(self.feedback.loss(self.learner, batch))
-        self._ledger.feedback_forward += 1
-        self._charge_feedback_data(batch)
-        return value
-
-    def _measure_probe_metric(self) -> float:
-        batch = self.feedback.probe_batch()
-        with torch.no_grad():
-            value = float(self.feedback.metric(self.learner, batch))
-        self._ledger.feedback_forward += 1
-        self._charge_feedback_data(batch)
-        return value
-
-    def _outcome(self, stats: GradientStats, std_alignment: float | None) -> UpdateOutcome:
-        est = self.value_estimator
-        before_loss = after_loss = before_metric = after_metric = None
-        if est.needs_probe_loss:
-            before_loss, after_loss = self._probe_loss, self._measure_probe_loss()
-            self._probe_loss = after_loss
-        if est.needs_probe_metric:
-            before_metric, after_metric = self._probe_metric, self._measure_probe_metric()
-            self._probe_metric = after_metric
-        return UpdateOutcome(
-            stats=stats,
-            probe_loss_before=before_loss,
-            probe_loss_after=after_loss,
-            metric_before=before_metric,
-            metric_after=after_metric,
-            standard_alignment=std_alignment,
-        )
 
     def _record(self, k: int | None, loss_value: float, stats: GradientStats) -> None:
         d = self.ema_decay

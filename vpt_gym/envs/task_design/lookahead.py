@@ -1,0 +1,142 @@
+"""Designer look-ahead of :class:`~vpt_gym.envs.task_design.TaskDesignEnv`: the value of tasks not taken.
+
+One forward-mode pass for every task of a menu linear in its targets (DESIGN.md §7), else one backward (or
+one forward-mode pass) per task; every pass is charged in the ledger. The learner is never changed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from vpt_gym.core import Learner, Task, TaskSpace
+from vpt_gym.value import gradient_stats
+
+
+class _TaskLoss(torch.nn.Module):
+    """The pretraining loss of one task on one view, as a module whose parameters are the learner's (so
+    ``torch.func.functional_call`` can substitute S by dual tensors for a forward-mode look-ahead)."""
+
+    def __init__(self, learner: Learner, task_space: TaskSpace, view: Any, task: Task) -> None:
+        super().__init__()
+        self.m = learner.module
+        self._call = (learner, task_space, view, task)
+
+    def forward(self) -> torch.Tensor:
+        learner, task_space, view, task = self._call
+        return task_space.loss(view, learner.forward(view), task)
+
+
+class LookaheadMixin:
+    """The look-ahead methods of :class:`~vpt_gym.envs.task_design.TaskDesignEnv` (which holds the state)."""
+
+    def value_derivative(self, tangent: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable-task hook: (C, D) with D = tangent . grad_S log p on the pending batch's candidates.
+
+        For a target q on C the value of the next update is ``-lr * mean_t sum_k q D`` with tangent = g_down
+        (the default), so a designer can differentiate the value through q (V-Pretraining v2 Algorithm 1).
+        Cost: one forward-mode pass, charged as ``lookahead_forward``.
+
+        Args:
+            tangent: a direction on S (default: the current g_down), tensors shaped like S.
+
+        Returns:
+            (C [batch, seq - 1, K] int64, D [batch, seq - 1, K] float32), detached.
+
+        Raises:
+            RuntimeError: outside a running episode. NotImplementedError: the task space has no such hook.
+        """
+        if not self._ready or self._done:
+            raise RuntimeError("value_derivative() needs a running episode: call reset() first")
+        hook = getattr(self.task_space, "value_derivative", None)
+        if hook is None:
+            raise NotImplementedError(f"{type(self.task_space).__name__} has no differentiable-task hook")
+        self._ledger.lookahead_forward += 1
+        return hook(self.learner, self._batch, self._outputs, self._g_down if tangent is None else tangent)
+
+    def lookahead_values(self, actions: Sequence[Any] | None = None) -> np.ndarray:
+        """Designer look-ahead: the value of each action's task for the next update, without taking it.
+
+        For each action, the alignment value ``eta * g_down,S . g_pre,S(task)`` on the batch the next update
+        will use (its forward is reused) at the current learner state, with the current cached g_down — the
+        same quantity as the ``alignment`` reward. The learner is not changed.
+
+        Args:
+            actions: actions to evaluate (default: every task of a ``Discrete`` menu, in index order).
+
+        Returns:
+            shape [num_actions], float64, unit of L_down (e.g. nats/token).
+
+        Cost:
+            where the task space is linear in its targets (soft-target LM menus) and
+            ``forward_mode_lookahead`` is True: ONE forward-mode pass for all actions (DESIGN.md §7), charged
+            as one ``lookahead_forward``; otherwise one backward to the alignment subset S per action,
+            charged as ``lookahead_backward`` (the forward is shared with the update); where the forward
+            depends on the task (``task_space.task_dependent_forward``), also one forward per action,
+            charged as ``lookahead_forward`` — or, with ``forward_mode_per_task``, one forward-mode pass per
+            action instead of the forward and the backward.
+
+        Raises:
+            RuntimeError: before ``reset`` or after the episode ended.
+            ValueError: an action outside the action space, or ``actions=None`` on a ``Box`` space.
+        """
+        if not self._ready or self._done:
+            raise RuntimeError("lookahead_values() needs a running episode: call reset() first")
+        if actions is None:
+            if not self._discrete:
+                raise ValueError(f"actions=None is only defined for a Discrete menu; pass actions for {self.action_space}")
+            actions = list(range(self.action_space.n))
+        tasks = [self.task_space.task(self._resolve_action(a)[0]) for a in actions]
+        lr = float(self.learner.lr)
+        linear_values = getattr(self.task_space, "linear_values", None)
+        if linear_values is not None and self.forward_mode_lookahead and not self._matched:
+            self._ledger.lookahead_forward += 1
+            return lr * linear_values(self.learner, self._batch, self._outputs, self._g_down, tasks)
+        return np.asarray([self._task_value(task) for task in tasks], dtype=np.float64)
+
+    def _task_value(self, task: Task) -> float:
+        """eta * g_down(task) . grad_S L_pre(task) on the pending batch, without an update.
+
+        Where the forward depends on the task and ``forward_mode_per_task`` is set, one forward-mode pass: the
+        JVP of the task's loss along g_down on S (``torch.func.jvp``; the directional derivative IS the dot
+        product), charged as one ``lookahead_forward``. Otherwise (or if the learner has an operation without
+        forward-mode AD) a backward to S, charged as ``lookahead_backward`` (plus the task's forward).
+        """
+        lr = float(self.learner.lr)
+        tangent = self._g_down_for(task)
+        if self._task_dependent and self.forward_mode_per_task and not self._jvp_unsupported:
+            try:
+                dot = self._loss_jvp(task, tangent)
+            except RuntimeError:  # e.g. an in-place op without forward-mode AD: use the backward from now on
+                self._jvp_unsupported = True
+            else:
+                self._ledger.lookahead_forward += 1
+                return lr * dot
+        loss = self._task_loss(task, lookahead=True)
+        g_task = self.learner.subset_gradient(loss, retain_graph=not self._task_dependent)
+        self._ledger.lookahead_backward += 1
+        return gradient_stats(tangent, g_task, lr).alignment
+
+    def _loss_jvp(self, task: Task, tangent: Sequence[torch.Tensor]) -> float:
+        """tangent . grad_S L_pre(task) by one forward-mode pass through the learner (S substituted by
+        ``functional_call``; the math SDPA backend, which has forward-mode AD on every device)."""
+        from torch.func import functional_call, jvp
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        learner, space = self.learner, self.task_space
+        view = space.materialize(self._batch, task)
+        names = list(learner.alignment_names)
+        primals = tuple(p.detach() for p in learner.alignment_parameters())
+        tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals))
+        adapter = _TaskLoss(learner, space, view, task)
+
+        def loss_of(*params: torch.Tensor) -> torch.Tensor:
+            return functional_call(adapter, {f"m.{n}": p for n, p in zip(names, params)}, ())
+
+        with sdpa_kernel(SDPBackend.MATH), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            _, dot = jvp(loss_of, primals, tangents)
+        return float(dot)
