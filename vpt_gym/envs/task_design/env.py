@@ -271,9 +271,9 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         est = self.value_estimator
         self._diverged = not self._refresh_feedback()
         if est.needs_probe_loss:
-            self._probe_loss = self._measure_probe_loss()
+            self._probe_loss = self._measure_probe(self.feedback.loss)
         if est.needs_probe_metric:
-            self._probe_metric = self._measure_probe_metric()
+            self._probe_metric = self._measure_probe(self.feedback.metric)
         self._prepare_next()
         self._ready = True
         info = {

@@ -9,7 +9,7 @@ example read is charged in the ledger.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -71,18 +71,12 @@ class FeedbackMixin:
             return self._g_down
         return self._combine(self.feedback.matched_weights(task))
 
-    def _measure_probe_loss(self) -> float:
+    def _measure_probe(self, measure: Callable[[Any, Any], Any]) -> float:
+        """``measure(learner, probe_batch)`` (the feedback loss or metric) without autograd, charged as one
+        feedback forward on the probe batch."""
         batch = self.feedback.probe_batch()
         with torch.no_grad():
-            value = float(self.feedback.loss(self.learner, batch))
-        self._ledger.feedback_forward += 1
-        self._charge_feedback_data(batch)
-        return value
-
-    def _measure_probe_metric(self) -> float:
-        batch = self.feedback.probe_batch()
-        with torch.no_grad():
-            value = float(self.feedback.metric(self.learner, batch))
+            value = float(measure(self.learner, batch))
         self._ledger.feedback_forward += 1
         self._charge_feedback_data(batch)
         return value
@@ -91,10 +85,10 @@ class FeedbackMixin:
         est = self.value_estimator
         before_loss = after_loss = before_metric = after_metric = None
         if est.needs_probe_loss:
-            before_loss, after_loss = self._probe_loss, self._measure_probe_loss()
+            before_loss, after_loss = self._probe_loss, self._measure_probe(self.feedback.loss)
             self._probe_loss = after_loss
         if est.needs_probe_metric:
-            before_metric, after_metric = self._probe_metric, self._measure_probe_metric()
+            before_metric, after_metric = self._probe_metric, self._measure_probe(self.feedback.metric)
             self._probe_metric = after_metric
         return UpdateOutcome(
             stats=stats,
