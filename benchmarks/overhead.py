@@ -202,7 +202,7 @@ def measure_task_dependent_lookahead(args) -> list[dict[str, Any]]:
             if r:
                 times[label].append((time.perf_counter() - start) / (1 if per_task is None else n))
     step = statistics.median(times["step"])
-    return [{"K": 1, "lookahead": mode, "median_ms": statistics.median(times[mode]) * 1e3,
+    return [{"K": 1, "candidates": n, "lookahead": mode, "median_ms": statistics.median(times[mode]) * 1e3,
              "ratio_vs_step": statistics.median(times[mode]) / step} for mode in ("backward", "jvp")]
 
 
@@ -354,7 +354,8 @@ def main() -> None:
         print("greedy look-ahead over K soft-target tasks + the step, vs a single-task env step (median):"
               if args.env == "lm" else "look-ahead per candidate task (no step), vs an env step (median):")
         for r in lookahead:
-            print(f"  K={r['K']:<3} {r['lookahead']:<9} {r['median_ms']:8.2f} ms   ratio {r['ratio_vs_step']:.3f}")
+            label = f"K={r['K']:<3}" if "candidates" not in r else f"per candidate (mean of {r['candidates']})"
+            print(f"  {label} {r['lookahead']:<9} {r['median_ms']:8.2f} ms   ratio {r['ratio_vs_step']:.3f}")
     memory = None if args.no_memory else measure_memory(args)
     if memory:
         print(f"memory ({memory['kind']}, feedback_period {memory['feedback_period']}): env/plain peak "

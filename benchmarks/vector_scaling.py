@@ -102,7 +102,9 @@ def main() -> None:
     cores = os.cpu_count() or 1
     runners = {"gymnasium": run_gymnasium, "sb3": run_sb3}
     rows = []
-    print(f"{args.env_id} {kwargs} start method {method}, {cores} cores, {args.episodes} episodes per worker")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{args.env_id} {kwargs} start method {method}, {cores} cores, {args.episodes} episodes per worker, "
+          f"1-minute load average {load:.2f} before the runs (other work on the cores lowers the speedups)")
     print(f"{'backend':<10}{'workers':>8}{'episodes/s':>12}{'speedup':>9}{'goal':>7}")
     for backend in args.backends:
         base = None
@@ -114,7 +116,8 @@ def main() -> None:
             rows.append({"backend": backend, "workers": n, "episodes_per_s": rate, "speedup": speedup,
                          "meets_goal": bool(speedup >= 0.8 * n) if n <= cores else None})
             print(f"{backend:<10}{n:>8}{rate:>12.3f}{speedup:>9.2f}{goal:>7}")
-    result = {"env_id": args.env_id, "env_kwargs": kwargs, "start_method": method, "cores": cores, "rows": rows}
+    result = {"env_id": args.env_id, "env_kwargs": kwargs, "start_method": method, "cores": cores,
+              "load_average_before": load, "rows": rows}
     if args.json:
         from vpt_gym.runner import write_json_atomic
 
