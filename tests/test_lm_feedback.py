@@ -139,6 +139,13 @@ def test_head_on_answer_rows_equals_full_logits_bitwise(tokenizer: Any, learner:
     head = module.get_output_embeddings()
     assert not head._forward_pre_hooks  # the hook is gone after the call
     assert module(input_ids=batch.input_ids).logits.shape == (*batch.input_ids.shape, VOCAB)
+    # a model whose output head is not an nn.Linear keeps the full logits; same loss
+    no_linear_head = SimpleNamespace(module=module, device=learner.device)
+    module.get_output_embeddings = lambda: None  # instance attribute shadowing the method
+    try:
+        assert torch.equal(feedback.loss(no_linear_head, batch), reference)
+    finally:
+        del module.get_output_embeddings
 
 
 def test_loss_backward_and_bf16_logits(tokenizer: Any, learner: Any) -> None:

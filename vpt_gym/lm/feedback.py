@@ -116,9 +116,10 @@ def answer_nll(
     targets = labels[:, 1:]
     mask = targets != IGNORE_INDEX
     rows = F.pad(mask, (0, 1))  # hidden state at t predicts token t + 1: rows [B, L], last position unused
-    with head_on_rows(module, rows) as selected_only, varying_length_attention(input_ids.device):
+    with head_on_rows(module, rows), varying_length_attention(input_ids.device):
         logits = module(input_ids=input_ids, attention_mask=attention_mask).logits
-    selected = logits if selected_only else logits[:, :-1][mask]
+    # [N, V] when the hook ran; [B, L, V] for a model without a linear head (or one that bypasses it)
+    selected = logits if logits.dim() == 2 else logits[:, :-1][mask]
     nll_sum = F.cross_entropy(selected.float(), targets[mask], reduction="sum")
     return nll_sum, mask.sum()
 
