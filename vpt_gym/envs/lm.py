@@ -87,8 +87,20 @@ LM_PRESETS: dict[str, LMPreset] = {
 
 
 @functools.lru_cache(maxsize=4)
-def _resources(size: str, data_dir: Path | None, cache: Path, feedback_size: int, split_seed: int):
-    """Corpus, tokenizer, token streams and base weights of a preset; cached per process (read-only)."""
+def lm_resources(size: str, data_dir: Path | None, cache: Path, feedback_size: int, split_seed: int):
+    """The shared parts of the LM envs' ``tiny``/``small`` presets, built once per process (treat as read-only).
+
+    Args:
+        size: a key of :data:`LM_PRESETS` with a ``base`` config (``"tiny"`` or ``"small"``).
+        data_dir: the data folder (``gsm8k/``, ``tinyshakespeare/``) or ``None`` for the hub/embedded default.
+        cache: folder of the cached tokenizer and base checkpoint (built there when missing).
+        feedback_size / split_seed: the GSM8K train feedback split (see :func:`load_math_corpus`).
+
+    Returns:
+        ``(corpus, general_source, tokenizer, domains, state)``: the math corpus splits, the general text's
+        source, the byte-level BPE tokenizer, the tokenized ``{"math", "general"}`` streams and the base
+        checkpoint's state dict (theta_0).
+    """
     preset = LM_PRESETS[size]
     corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
     general, general_source = load_general_text(data_dir)
@@ -195,7 +207,7 @@ def _make_lm_env(
     else:
         from vpt_gym.lm.model import build_gpt2
 
-        corpus, general_source, tokenizer, domains, state = _resources(size, data_dir, folder, feedback_size,
+        corpus, general_source, tokenizer, domains, state = lm_resources(size, data_dir, folder, feedback_size,
                                                                        split_seed)
         net = build_gpt2(preset.base)
         net.load_state_dict(state)
