@@ -24,6 +24,7 @@ from gymnasium import spaces
 
 from vpt_gym.core import Task
 from vpt_gym.lm.stream import TokenBatch
+from vpt_gym.lm.tail import LOW_PRECISION, float32_weights
 
 GIVEN_TARGETS = "given_targets"
 """Family of a designer-built task (the differentiable-task hook): ``params = {"candidates": C, "q": q}`` with
@@ -120,10 +121,9 @@ def log_prob_jvp(module: torch.nn.Module, input_ids: torch.Tensor, candidates: t
     names = list(subset)
     primals = tuple(subset[n].detach() for n in names)
     fixed: dict[str, torch.Tensor] = {}
-    if any(p.dtype in (torch.bfloat16, torch.float16) for p in primals):
+    if any(p.dtype in LOW_PRECISION for p in primals):
         primals = tuple(p.float() for p in primals)
-        named = list(module.named_parameters()) + list(module.named_buffers())
-        fixed = {n: t.detach().float() for n, t in named if t.is_floating_point() and n not in subset}
+        fixed = float32_weights(module, subset)
     tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals))
 
     def log_probs(*params: torch.Tensor) -> torch.Tensor:
@@ -248,8 +248,6 @@ class SoftTargetTaskSpace:
         from the hidden state the learner's forward recorded (:class:`~vpt_gym.lm.tail.TailForward`), or of
         the whole learner when S is not a tail of its blocks.
         """
-        logits = outputs[:, :-1]
-        gold = batch.input_ids[:, 1:].to(logits.device)
         cand = self._candidates(batch, outputs)
         subset = dict(zip(learner.alignment_names, learner.alignment_parameters()))
         tail = getattr(learner, "forward_fn", None)

@@ -39,13 +39,31 @@ class _Tail(nn.Module):
         return self._norm[0](hidden)
 
 
-_LOW_PRECISION = (torch.bfloat16, torch.float16)
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+"""Dtypes whose forward-mode look-ahead runs on a float32 copy: forward-mode AD of CUDA's layer norm returns
+float32 tangents for bf16 inputs, which the next bf16 matmul rejects (seen on an H200, torch 2.11)."""
+
+
+def float32_weights(module: nn.Module, skip: Any = (), prefixes: tuple[str, ...] | None = None
+                    ) -> dict[str, torch.Tensor]:
+    """float32 copies of ``module``'s floating parameters and buffers, by their names in ``module``.
+
+    Args:
+        module: the model. skip: names to leave out (e.g. S, whose float32 primals the caller passes).
+        prefixes: only names starting with one of these (``None``: all).
+
+    Returns:
+        name -> detached float32 tensor, for ``torch.func.functional_call``.
+    """
+    named = list(module.named_parameters()) + list(module.named_buffers())
+    return {n: t.detach().float() for n, t in named
+            if t.is_floating_point() and n not in skip and (prefixes is None or n.startswith(prefixes))}
 
 
 def _upcast(value: Any) -> Any:
     """``value`` with every bf16/fp16 tensor (also inside tuples, lists and dicts) cast to float32."""
     if isinstance(value, torch.Tensor):
-        return value.float() if value.dtype in _LOW_PRECISION else value
+        return value.float() if value.dtype in LOW_PRECISION else value
     if isinstance(value, (tuple, list)):
         return type(value)(_upcast(v) for v in value)
     if isinstance(value, dict):
@@ -101,12 +119,6 @@ class TailForward:
         learner.forward_fn = capture
         return True
 
-    def _tail_tensors(self) -> list[tuple[str, torch.Tensor]]:
-        """(name in the model, tensor) of the floating parameters and buffers the tail's forward reads."""
-        model = self.tail.m
-        named = list(model.named_parameters()) + list(model.named_buffers())
-        return [(n, t) for n, t in named if n.startswith(self._tail_prefixes) and t.is_floating_point()]
-
     def _record(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if self._armed and args and isinstance(args[0], torch.Tensor):
             self._pending = (args[0].detach(), tuple(args[1:]), dict(kwargs))
@@ -144,11 +156,9 @@ class TailForward:
         names = list(subset)
         primals = tuple(subset[n].detach() for n in names)
         fixed: dict[str, torch.Tensor] = {}
-        if any(p.dtype in _LOW_PRECISION for p in primals):
-            # Forward-mode AD of some CUDA kernels (layer norm) returns float32 tangents for bf16 inputs, which
-            # the next bf16 matmul rejects: the tail's JVP runs on a float32 copy of the tail (more precise too).
+        if any(p.dtype in LOW_PRECISION for p in primals):  # the JVP runs on a float32 copy of the tail
             primals = tuple(p.float() for p in primals)
-            fixed = {f"m.{n}": t.detach().float() for n, t in self._tail_tensors() if n not in subset}
+            fixed = {f"m.{n}": t for n, t in float32_weights(self.tail.m, subset, self._tail_prefixes).items()}
             hidden, rest, kwargs = _upcast(hidden), _upcast(rest), _upcast(kwargs)
         tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals))
 
