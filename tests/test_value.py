@@ -88,6 +88,17 @@ def test_zero_gradient_gives_zero_cosine(zero_side: str) -> None:
     assert math.isfinite(stats.cosine)
 
 
+def test_given_g_down_norm_and_loss_give_the_same_stats_in_one_copy() -> None:
+    """An env passes |g_down| cached at the refresh and the update's loss: the same numbers, bitwise."""
+    g_pre = [2.0 * g + 0.5 for g in G]
+    plain = gradient_stats(G, g_pre, lr=0.1)
+    cached = gradient_stats(G, g_pre, lr=0.1, loss=torch.tensor(2.5, dtype=torch.float32),
+                            g_down_norm=float(grad_norm(G)))
+    assert (cached.dot, cached.cosine, cached.g_pre_norm, cached.g_down_norm) == (
+        plain.dot, plain.cosine, plain.g_pre_norm, plain.g_down_norm)
+    assert cached.loss == 2.5 and math.isnan(plain.loss)
+
+
 def test_grad_dot_returns_float64_scalar_and_rejects_length_mismatch() -> None:
     dot = grad_dot(G, G)
     assert dot.dtype == torch.float64 and dot.shape == ()

@@ -82,7 +82,7 @@ class GradientStats:
 
 
 def gradient_stats(g_down: Sequence[torch.Tensor], g_pre: Sequence[torch.Tensor], lr: float,
-                   loss: torch.Tensor | None = None) -> GradientStats:
+                   loss: torch.Tensor | None = None, g_down_norm: float | None = None) -> GradientStats:
     """Alignment statistics of one update (one host sync for all of them, the loss included).
 
     Args:
@@ -91,21 +91,26 @@ def gradient_stats(g_down: Sequence[torch.Tensor], g_pre: Sequence[torch.Tensor]
         lr: learner step size eta > 0.
         loss: optional scalar pretraining loss of the update (any float dtype, any device), returned as
             ``stats.loss`` from the same device-to-host copy as the statistics.
+        g_down_norm: |g_down| when the caller already has it (g_down is fixed between refreshes, so an env
+            computes it once per refresh); ``None`` computes it here.
 
     Returns:
         :class:`GradientStats`. Source: V-Pretraining v2 Eq. 8-9 (value), Eq. 28 (subset S).
     """
     dot = grad_dot(g_down, g_pre)
-    parts = [dot, grad_norm(g_down).to(dot.device), grad_norm(g_pre).to(dot.device)]
+    parts = [dot, grad_norm(g_pre).to(dot.device)]
+    if g_down_norm is None:
+        parts.append(grad_norm(g_down).to(dot.device))
     if loss is not None:
         parts.append(loss.detach().reshape(()).to(device=dot.device, dtype=dot.dtype))
     values = [float(x) for x in torch.stack(parts).cpu().tolist()]
-    d, nd, npre = values[:3]
+    d, npre = values[:2]
+    nd = float(g_down_norm) if g_down_norm is not None else values[2]
     denom = nd * npre
     cosine = d / denom if denom > 0 and math.isfinite(denom) else 0.0
     cosine = max(-1.0, min(1.0, cosine))
     return GradientStats(dot=d, alignment=lr * d, cosine=cosine, g_pre_norm=npre, g_down_norm=nd,
-                         loss=values[3] if loss is not None else math.nan)
+                         loss=values[-1] if loss is not None else math.nan)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -360,7 +360,8 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
                 batch = self._view
             g_pre = self.learner.backward(loss)
             self._ledger.learner_backward += 1
-            stats = gradient_stats(self._g_down_for(task), g_pre, lr, loss=loss)  # the step's one host sync
+            stats = gradient_stats(self._g_down_for(task), g_pre, lr, loss=loss,  # the step's one host sync
+                                   g_down_norm=None if self._matched else self._g_down_norm)
             loss_value = stats.loss
             if not (np.isfinite(loss_value) and np.isfinite(stats.g_pre_norm) and np.isfinite(stats.dot)):
                 diverged = True
