@@ -9,8 +9,8 @@ For each env id (at a preset and config), along random-policy episodes (``vpt_gy
     compared with each reward mode's value of the same update: mean Spearman across tasks, and how often
     the mode's best task is the realized best. Continuous variants branch on the standard action plus
     ``--grid - 1`` points drawn uniformly in the box.
-(b) one-step calibration: over every update of the same episodes, Pearson and the least-squares slope of
-    the realized drop against each mode.
+(b) one-step calibration: over every ``--calibrate-every``-th update of the same episodes, Pearson and the
+    least-squares slope of the realized drop against each mode.
 (c) policy ranking: every fixed-task policy x ``--policy-seeds`` seeds; Spearman of the mean return (per
     mode) against the final held-out loss (negated, so agreement is positive).
 
@@ -104,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=int, default=5, help="candidate actions of a Box variant (>= 5)")
     parser.add_argument("--policy-seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="seeds per fixed-task policy (policy ranking)")
-    parser.add_argument("--no-calibration", action="store_true", help="skip (b): branching at every update")
+    parser.add_argument("--policy-budget", type=int, default=None,
+                        help="learner updates per fixed-policy episode (default: --budget, else the preset's)")
+    parser.add_argument("--no-calibration", action="store_true", help="skip (b): branching along the episode")
+    parser.add_argument("--calibrate-every", type=int, default=4,
+                        help="(b) branches every N-th update (each branch costs an eval-split loss)")
     parser.add_argument("--no-policies", action="store_true", help="skip (c): the fixed-task policies")
     parser.add_argument("--no-probe", action="store_true", help="skip the probe loss per branch (value_gain)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: bitwise reruns)")
@@ -116,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [e for e in envs if e not in gym.registry]
     if unknown:
         parser.error(f"unknown env ids {unknown}; registered: {sorted(k for k in gym.registry if k.startswith('vpt/'))}")
-    if args.states < 1 or args.grid < 5 or not args.seeds or args.threads < 1:
-        parser.error(f"need --states >= 1, --grid >= 5, one seed or more and --threads >= 1; got {args.states}, "
-                     f"{args.grid}, {args.seeds}, {args.threads}")
+    if args.states < 1 or args.grid < 5 or not args.seeds or args.threads < 1 or args.calibrate_every < 1:
+        parser.error(f"need --states >= 1, --grid >= 5, one seed or more, --threads >= 1 and --calibrate-every >= 1; "
+                     f"got {args.states}, {args.grid}, {args.seeds}, {args.threads}, {args.calibrate_every}")
     extra = parse_set(args.set, parser)
     if args.json and os.path.isdir(args.json):
         parser.error(f"--json {args.json!r} is a folder; give a file path")
@@ -131,9 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         report: dict[str, Any] = {"env_id": env_id, "kwargs": kwargs, "seeds": args.seeds, "states": args.states}
         report["counterfactual"] = counterfactual_credit(make, seeds=args.seeds, num_states=args.states,
                                                          first_state=args.first_state, grid_points=args.grid,
-                                                         probe=not args.no_probe, calibrate=not args.no_calibration)
+                                                         probe=not args.no_probe, calibrate=not args.no_calibration,
+                                                         calibrate_every=args.calibrate_every,
+                                                         progress=lambda line: print(line, file=sys.stderr, flush=True))
         if not args.no_policies:
-            report["policy_ranking"] = policy_ranking(make, seeds=args.policy_seeds, grid_points=args.grid)
+            make_policy_env = make
+            if args.policy_budget is not None:
+                make_policy_env, _ = env_factory(env_id, args.size, args.policy_budget, extra)
+                report["policy_budget"] = args.policy_budget
+            report["policy_ranking"] = policy_ranking(make_policy_env, seeds=args.policy_seeds, grid_points=args.grid)
         report["wall_clock_s"] = time.perf_counter() - started
         print(table(report), flush=True)
         print(f"({report['wall_clock_s']:.0f} s)\n", flush=True)

@@ -109,3 +109,25 @@ def test_preconditioned_is_accepted_by_every_learner_env_factory():
         _, reward, _, _, info = env.step(env.unwrapped.standard_action)
         assert np.isfinite(reward) and reward == info["preconditioned"]
         env.close()
+
+
+def test_feedback_momentum_is_a_running_average_of_the_fresh_g_down():
+    """Same seed and actions: the learner and feedback draws are identical, so the averaged env's g_down must
+    be beta * (its previous g_down) + (1 - beta) * (the plain env's fresh g_down) at every refresh."""
+    beta = 0.75
+    fresh = gym.make("vpt/Toy-Alignment-v0", budget=6, feedback_period=1).unwrapped
+    averaged = gym.make("vpt/Toy-Alignment-v0", budget=6, feedback_period=1, feedback_momentum=beta).unwrapped
+    fresh.reset(seed=4)
+    averaged.reset(seed=4)
+    assert torch.equal(fresh.g_down[0], averaged.g_down[0])  # the first refresh has no history
+    expected = fresh.g_down[0].clone()
+    for action in [1, 2, 3, 4, 0]:
+        fresh.step(action)
+        averaged.step(action)
+        expected = beta * expected + (1 - beta) * fresh.g_down[0]
+        torch.testing.assert_close(averaged.g_down[0], expected, rtol=1e-12, atol=0.0)
+        assert torch.equal(fresh.learner.module.theta, averaged.learner.module.theta)
+    with pytest.raises(ValueError, match="feedback_momentum"):
+        gym.make("vpt/Toy-Alignment-v0", feedback_momentum=1.0)
+    with pytest.raises(ValueError, match="feedback_momentum"):
+        gym.make("vpt/LM-SoftTargets-v0", size="tiny", feedback_momentum=-0.1)

@@ -154,14 +154,15 @@ def _credit(env: gym.Env, actions: Sequence[Any], standard_index: int, measure: 
 
 def counterfactual_credit(make_env: Callable[[], gym.Env], *, seeds: Sequence[int], num_states: int = 6,
                           first_state: int = 5, grid_points: int = 5, probe: bool = True,
-                          calibrate: bool = True) -> dict[str, Any]:
+                          calibrate: bool = True, calibrate_every: int = 1,
+                          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Counterfactual credit (and, with ``calibrate``, one-step calibration) along random-policy episodes.
 
     Per seed: ``reset(seed=seed)``, a uniformly random policy (``numpy.random.default_rng(seed)``; Discrete:
     menu indices, Box: uniform in the box) for the whole budget. At ``num_states`` updates evenly spaced in
     [first_state, budget - 2] the env branches on every candidate action (:func:`candidate_actions`); with
-    ``calibrate``, every other update branches on the chosen and the standard action, so that each update's
-    reward modes and its realized eval-loss drop are recorded (the branch of the chosen action IS the real
+    ``calibrate``, every ``calibrate_every``-th update branches on the chosen and the standard action, so
+    that the update's reward modes and its realized eval-loss drop are recorded (the branch of the chosen action IS the real
     update: the same values, bitwise on CPU). The env's episode is unchanged by the branching.
 
     Args:
@@ -171,7 +172,9 @@ def counterfactual_credit(make_env: Callable[[], gym.Env], *, seeds: Sequence[in
         first_state: the first such state (learner updates done), >= 0.
         grid_points: candidate actions of a ``Box`` space, >= 5.
         probe: also measure the probe loss per branch (the ``value_gain`` mode; one feedback forward each).
-        calibrate: also branch at every update for the calibration.
+        calibrate: also branch along the episode for the calibration.
+        calibrate_every: calibration branching period in updates, >= 1.
+        progress: called with a one-line summary after each branching state (e.g. ``print``).
 
     Returns:
         ``{"states": [StateCredit as dict], "summary": {mode: {"mean_spearman", "best_found", "states"}},
@@ -182,8 +185,9 @@ def counterfactual_credit(make_env: Callable[[], gym.Env], *, seeds: Sequence[in
     """
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
-    if num_states < 1 or first_state < 0:
-        raise ValueError(f"num_states must be >= 1 and first_state >= 0, got {num_states}, {first_state}")
+    if num_states < 1 or first_state < 0 or calibrate_every < 1:
+        raise ValueError(f"num_states and calibrate_every must be >= 1 and first_state >= 0, got {num_states}, "
+                         f"{calibrate_every}, {first_state}")
     env = make_env()
     base = env.unwrapped
     base.evaluate_at_end = False
@@ -208,7 +212,10 @@ def counterfactual_credit(make_env: Callable[[], gym.Env], *, seeds: Sequence[in
                 action = rng.uniform(space.low, space.high).astype(space.dtype)
             if t in at:
                 states.append(_credit(env, actions, standard_index, measure, int(seed), probe))
-            if calibrate:
+                if progress is not None:
+                    rho = states[-1].spearman
+                    progress(f"seed {seed} update {t}: Spearman " + ", ".join(f"{m} {rho[m]:.2f}" for m in MODES))
+            if calibrate and t % calibrate_every == 0:
                 before, (chosen, std) = base.counterfactual([action, base.standard_action], measure=measure,
                                                             probe_loss=probe)
                 if chosen.outcome is not None:

@@ -133,10 +133,11 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         | 3           | EMA of log10 ‖g_pre,S‖               | [-30, 30]        | log10                   |
         | 4           | log10 ‖g_down,S‖ (current g_down)    | [-30, 30]        | log10                   |
         | 5           | EMA of cos(g_down,S, g_pre,S)        | [-1, 1]          | -                       |
-        | 6..6+K      | last value eta*g_down.g_pre per task | [-1e6, 1e6]      | feedback loss unit      |
-        | 6+K..6+2K   | selection frequency per task         | [0, 1]           | fraction of updates     |
+        | 6..5+K      | last value eta*g_down.g_pre per task | [-1e6, 1e6]      | feedback loss unit      |
+        | 6+K..5+2K   | selection frequency per task         | [0, 1]           | fraction of updates     |
         | 6+2K..      | descriptors of the next batch        | task_space bounds| see ``task_space``      |
 
+        With ``reward="preconditioned"`` the last value per task is the preconditioned value of that update.
         EMAs use decay ``ema_decay`` and start at the first measurement. Descriptors describe the batch the
         next update will use (sampled, and its forward run, before the observation is returned).
 
