@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from vpt_gym.benchmark.results import append_row, read_rows, repair, row_key
 from vpt_gym.benchmark.suites import DesignerEntry, Suite
+from vpt_gym.envs import safe_start_method
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
@@ -306,8 +307,7 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
             for spec in todo:
                 done(run_spec(spec))
         else:
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            context = multiprocessing.get_context(method)
+            context = multiprocessing.get_context(safe_start_method())
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
                                        initargs=(threads,))
             try:

@@ -6,6 +6,9 @@ Each id is a preset of components composed by :class:`vpt_gym.envs.task_design.T
 
 from __future__ import annotations
 
+import importlib
+import multiprocessing
+import os
 from typing import Any
 
 import gymnasium
@@ -106,11 +109,57 @@ def card(doc: str | None) -> str:
     return (doc or "").replace("        $BASE_ROWS", OBSERVATION_BASE_ROWS)
 
 
+def safe_start_method() -> str:
+    """The ``multiprocessing`` start method for env worker processes: ``"forkserver"`` where available, else
+    ``"spawn"`` (pass it as ``gym.make_vec(..., vector_kwargs={"context": safe_start_method()})``).
+
+    ``fork`` is not safe once torch has run a parallel CPU op (or a LAPACK call such as ``torch.linalg.qr``)
+    with more than one thread: the forked child inherits OpenMP's thread pool without its threads, and its
+    first parallel op waits for them forever.
+    """
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+_BUILT_IN_PID: int | None = None
+"""The process id that last built an env through :class:`EntryPoint` (``None``: none built here yet)."""
+
+
+class EntryPoint:
+    """The Gymnasium entry point of a registered id: imports its factory lazily and calls it.
+
+    In a process forked from one that built an env before (Gymnasium's ``AsyncVectorEnv`` with the default
+    ``fork`` context builds one in the parent first), torch is set to one thread before the factory runs, so
+    the worker never enters the OpenMP pool it inherited without threads (which would block forever; see
+    :func:`safe_start_method`). Workers started with ``forkserver`` or ``spawn`` keep their thread setting.
+
+    Args:
+        target: ``"module:function"`` of the env factory (:data:`ENV_IDS` ``entry_point``).
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __repr__(self) -> str:
+        return f"EntryPoint({self.target!r})"
+
+    def __call__(self, **kwargs: Any) -> gymnasium.Env:
+        global _BUILT_IN_PID
+        import torch
+
+        pid = os.getpid()
+        if _BUILT_IN_PID is not None and _BUILT_IN_PID != pid and torch.get_num_threads() > 1:
+            torch.set_num_threads(1)  # a forked worker: OpenMP's pool did not survive fork()
+        module, _, name = self.target.partition(":")
+        env = getattr(importlib.import_module(module), name)(**kwargs)
+        _BUILT_IN_PID = pid
+        return env
+
+
 def register_envs() -> None:
-    """Register every id of :data:`ENV_IDS` with Gymnasium (idempotent)."""
+    """Register every id of :data:`ENV_IDS` with Gymnasium (idempotent), each with an :class:`EntryPoint`."""
     for env_id, spec in ENV_IDS.items():
         if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point=spec["entry_point"], disable_env_checker=False)
+            gymnasium.register(id=env_id, entry_point=EntryPoint(spec["entry_point"]), disable_env_checker=False)
 
 
 def __getattr__(name: str) -> Any:
