@@ -50,7 +50,7 @@ def test_tiny_suite_is_the_acceptance_suite() -> None:
 @pytest.mark.parametrize("change, match", [
     ({"seedz": [0]}, r"unknown key\(s\) \['seedz'\]"),
     ({"envs": [{"id": "vpt/Toy-Alignment-v0", "budget": 8, "metric": "eval_loss", "higher_is_better": False,
-                "kwarg": {}}]}, r"envs\[0\]: unknown key\(s\) \['kwarg'\]"),
+                "kwarg": {}}]}, r"envs\[0\] \(vpt/Toy-Alignment-v0\): unknown key\(s\) \['kwarg'\]"),
     ({"envs": [{"id": "vpt/Nope-v0", "budget": 8, "metric": "m", "higher_is_better": False}]}, "not registered"),
     ({"envs": [{"id": "vpt/Toy-Alignment-v0", "budget": 0, "metric": "m", "higher_is_better": False}]},
      "budget must be an integer >= 1, got 0"),

@@ -236,10 +236,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark suite (resumable) into a results JSONL file."""
-    from vpt_gym.benchmark.runner import run_suite
-    from vpt_gym.benchmark.suites import load_suite
-
     import signal
+
+    from vpt_gym.benchmark.runner import run_suite
+    from vpt_gym.benchmark.suites import SuiteError, load_suite
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
@@ -257,7 +257,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 designers = [*designers, *(d.label for d in suite.designers if d.label not in before)]
         rows = run_suite(suite, args.out, designers=designers, seeds=args.seeds, workers=args.workers,
                          backend=args.backend, torch_threads=args.threads, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, ImportError, KeyError) as exc:
+    except SuiteError as exc:  # every problem of the suite file, one line each
+        raise SystemExit("\n".join(f"error: {line}" for line in exc.errors)) from exc
+    except (ValueError, FileNotFoundError, ImportError, KeyError, TypeError) as exc:
         raise SystemExit(f"error: {exc}") from exc
     except KeyboardInterrupt:
         from vpt_gym.benchmark.results import read_rows
