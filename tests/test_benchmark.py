@@ -247,25 +247,27 @@ def test_designers_never_see_the_eval_split() -> None:
 
 
 def test_rows_are_keyed_by_the_data_they_ran_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A rerun with another $VPT_GYM_DATA never takes the old rows for finished ones; validate needs the data."""
+    """Rows of an env that reads the data folder are keyed by it; validate needs that data to replay them."""
     from vpt_gym.benchmark.suites import data_identity
+    from vpt_gym.benchmark.validate import _data_folder
 
-    suite = parse_suite(toy_suite(designers=["fixed"], seeds=[0]))
-    out = tmp_path / "r.jsonl"
+    lm = {"id": "vpt/LM-SoftTargets-v0", "budget": 8, "metric": "eval_nll", "higher_is_better": False,
+          "kwargs": {"size": "tiny"}}
+    suite = parse_suite(toy_suite(designers=["fixed"], seeds=[0], envs=[lm]))
     folder = tmp_path / "data"
     (folder / "gsm8k").mkdir(parents=True)
     (folder / "gsm8k" / "train.jsonl").write_text("{}\n")
     monkeypatch.setenv("VPT_GYM_DATA", str(folder))
-    first = run_suite(suite, out, progress=False)
-    assert first[0]["data"] == str(folder.resolve()) and first[0]["data_identity"] == data_identity(folder)
+    (first,) = plan(suite)
+    assert first.data == str(folder.resolve()) and first.data_identity == data_identity(folder)
     monkeypatch.delenv("VPT_GYM_DATA")
-    second = run_suite(suite, out, progress=False)  # other data: a new row, not "already finished"
-    assert len(second) == 1 and second[0]["data_identity"] == "none"
-    assert second[0]["config_hash"] != first[0]["config_hash"]
-    assert validate_row(first[0])["ok"]  # replays with the row's own folder, whatever the environment says
+    (second,) = plan(suite)  # other data: another episode, not "already finished"
+    assert second.data is None and second.data_identity == "none" and second.config_hash != first.config_hash
+    row = {"env_id": lm["id"], "data": first.data, "data_identity": first.data_identity}
+    assert _data_folder(row) == first.data  # replays with the row's own folder, whatever the environment says
     (folder / "gsm8k" / "train.jsonl").write_text("{}\n{}\n")  # the folder now holds other data
     with pytest.raises(ValueError, match="holds the same files: set VPT_GYM_DATA"):
-        validate_row(first[0])
+        _data_folder(row)
 
 
 def _descendants(pid: int) -> set[int]:

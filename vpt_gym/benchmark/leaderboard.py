@@ -81,7 +81,8 @@ class DesignerStats:
 
 @dataclass(frozen=True)
 class EnvBoard:
-    """The ranked designers of one env (best first)."""
+    """The ranked designers of one env (best first); ``data``: where its feedback data came from (one line,
+    :func:`describe_data`)."""
 
     env_id: str
     metric: str
@@ -90,6 +91,27 @@ class EnvBoard:
     suite: str
     suite_version: int
     designers: tuple[DesignerStats, ...]
+    data: str = ""
+
+
+def describe_data(feedback_source: str | None, identity: str | None) -> str:
+    """Where an env's feedback data came from, for the leaderboard (machine-independent: no paths).
+
+    Args:
+        feedback_source: the rows' ``feedback_source`` (``"gsm8k:<dir>"``, ``"hub:openai/gsm8k"``,
+            ``"embedded:reasoning_gym.gsm_symbolic"``, ``"analytic:toy"``, ...).
+        identity: the rows' ``data_identity`` (the data folder's content identity), or ``None``/``"none"``.
+    """
+    source = str(feedback_source)
+    kind = source.split(":", 1)[0]
+    if kind == "gsm8k":
+        folder = f", folder identity `{identity}`" if identity not in (None, "none") else ""
+        return f"GSM8K from a data folder (`VPT_GYM_DATA`/`--data`{folder})"
+    if kind == "hub":
+        return f"GSM8K from the Hugging Face hub (`{source}`)"
+    if kind == "embedded":
+        return f"the embedded reasoning-gym problems (`{source}`), not GSM8K"
+    return f"`{source}`"
 
 
 def _interval(rly, func, scores: dict[str, Any], reps: int) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
@@ -142,6 +164,8 @@ def env_board(env_id: str, per_designer: dict[str, list[dict]], *, reps: int = B
         raise ValueError(f"{env_id}: refusing to rank rows run on different feedback data {sources}; keep one "
                          "VPT_GYM_DATA per results file")
     first = next(iter(per_designer.values()))[0]
+    identities = sorted({str(r.get("data_identity")) for rows in per_designer.values() for r in rows})
+    data = describe_data(sources[0], identities[0] if len(identities) == 1 else None)
     metric, higher = first["metric"], bool(first["higher_is_better"])
     sign = 1.0 if higher else -1.0
     scores: dict[str, np.ndarray] = {}
@@ -187,7 +211,7 @@ def env_board(env_id: str, per_designer: dict[str, list[dict]], *, reps: int = B
             wall_clock_s=float(np.median([r.get("wall_clock_s", float("nan")) for r in rows]))))
     stats.sort(key=lambda s: (-sign * s.iqm, s.designer))
     return EnvBoard(env_id=env_id, metric=metric, higher_is_better=higher, budget=budget, suite=first["suite"],
-                    suite_version=int(first["suite_version"]), designers=tuple(stats))
+                    suite_version=int(first["suite_version"]), designers=tuple(stats), data=data)
 
 
 def boards(rows: Sequence[dict[str, Any]], *, reps: int = BOOTSTRAP_REPS) -> list[EnvBoard]:
@@ -244,6 +268,7 @@ def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[
         n_seeds = max(len(d.seeds) for d in board.designers)
         lines += [f"## {board.env_id}", "",
                   f"Metric `{board.metric}` ({direction}); budget {board.budget} learner updates; up to {n_seeds} seeds.",
+                  f"Feedback data: {board.data}.",
                   "",
                   f"| rank | designer | IQM {board.metric} [95% CI] | Δ vs {BASELINE} [95% CI] | "
                   f"P(>{BASELINE}) [95% CI] | extra passes / update | seeds | diverged | median wall-clock s |",

@@ -37,8 +37,10 @@ class EpisodeSpec:
             (``sb3:RUN_DIR`` for a trained SB3 agent); designer_config: its suite entry (for the row).
         seed: the episode seed.
         torch_threads: ``torch.set_num_threads`` in the process that runs the episode (>= 1).
-        data, data_identity: the data folder (``$VPT_GYM_DATA`` made absolute, or ``None``) and its identity
-            (:func:`~vpt_gym.benchmark.suites.data_identity`); the episode runs with exactly this folder.
+        data, data_identity: for an env that reads the data folder (:data:`~vpt_gym.envs.ENV_IDS`
+            ``reads_data``): ``$VPT_GYM_DATA`` made absolute (or ``None``) and its identity
+            (:func:`~vpt_gym.benchmark.suites.data_identity`), and the episode runs with exactly this folder;
+            for any other env ``None`` and ``"none"`` (the folder is not part of the episode).
     """
 
     suite: str
@@ -130,7 +132,19 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=10)
 
 
-def _worker_init(threads: int) -> None:
+def _notice_data_fallback(todo: Sequence[EpisodeSpec]) -> bool:
+    """Say once, here, when episodes will read the embedded default instead of GSM8K (no data folder, no
+    hub); returns whether the workers should stay quiet about it."""
+    from vpt_gym.envs import ENV_IDS
+    from vpt_gym.lm.corpus import hub_possible, notice_embedded_fallback
+
+    if any(ENV_IDS[s.env_id]["reads_data"] and s.data is None for s in todo) and not hub_possible():
+        notice_embedded_fallback()
+        return True
+    return False
+
+
+def _worker_init(threads: int, quiet_data_notice: bool = False) -> None:
     import signal
 
     import torch
@@ -138,6 +152,10 @@ def _worker_init(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the main process decides
 
     torch.set_num_threads(threads)
+    if quiet_data_notice:  # the main process has said it once for the whole run
+        from vpt_gym.lm.corpus import notice_embedded_fallback
+
+        notice_embedded_fallback(emit=False)
 
 
 def _sb3_run_dir(out: Path, designer: DesignerEntry, env_id: str) -> Path:
@@ -187,12 +205,14 @@ def plan(suite: Suite, *, designers: Sequence[str] | None = None, seeds: Sequenc
     if bad:
         raise ValueError(f"seeds {bad} are not in suite {suite.name!r}; accepted: {list(suite.seeds)}")
     from vpt_gym.benchmark.suites import data_identity
+    from vpt_gym.envs import ENV_IDS
     from vpt_gym.lm.corpus import resolve_data_dir
 
     folder = resolve_data_dir(None)  # $VPT_GYM_DATA (absolute), or None: the envs' embedded/hub defaults
     identity = data_identity(folder)
     specs = []
     for env in suite.envs:
+        reads = bool(ENV_IDS[env.id]["reads_data"])  # only the data an env reads is part of its rows' identity
         for label in chosen:
             d = suite.designer(label)
             if not d.runs_on(env.id):
@@ -200,13 +220,38 @@ def plan(suite: Suite, *, designers: Sequence[str] | None = None, seeds: Sequenc
             for seed in seed_list:
                 specs.append(EpisodeSpec(
                     suite=suite.name, suite_version=suite.version,
-                    config_hash=suite.config_hash(env.id, label, identity),
-                    data=None if folder is None else str(folder), data_identity=identity,
+                    config_hash=suite.config_hash(env.id, label, identity if reads else None),
+                    data=str(folder) if reads and folder is not None else None,
+                    data_identity=identity if reads else "none",
                     env_id=env.id, env_kwargs=env.make_kwargs(), budget=env.budget, metric=env.metric,
                     higher_is_better=env.higher_is_better, designer=label, designer_name=d.name,
                     designer_kwargs=dict(d.kwargs), designer_config=asdict(d), seed=seed,
                     torch_threads=torch_threads))
     return specs
+
+
+def finished_keys(suite: Suite, rows: Sequence[Mapping[str, Any]]) -> set[tuple]:
+    """The :meth:`EpisodeSpec.key` of every episode of ``suite`` that ``rows`` already holds.
+
+    A row of an env that does not read the data folder, written when every row's hash included the folder's
+    identity, still counts: its hash is recomputed with the identity it recorded and, when it matches, the
+    row stands for the episode's current (data-free) key. So published rows resume whatever
+    ``$VPT_GYM_DATA`` is now.
+    """
+    from vpt_gym.envs import ENV_IDS
+
+    keys = {row_key(r) for r in rows}
+    env_ids = {e.id for e in suite.envs}
+    labels = {d.label for d in suite.designers}
+    for r in rows:
+        recorded = r.get("data_identity")
+        if (r.get("suite") != suite.name or r.get("env_id") not in env_ids or r.get("designer") not in labels
+                or recorded in (None, "none") or ENV_IDS[r["env_id"]]["reads_data"]):
+            continue
+        if r.get("config_hash") == suite.config_hash(r["env_id"], r["designer"], recorded):
+            keys.add((r["suite"], r["env_id"], r["designer"], r["seed"],
+                      suite.config_hash(r["env_id"], r["designer"], None)))
+    return keys
 
 
 def _ray_runner(workers: int) -> Callable[[Sequence[EpisodeSpec], Callable[[dict], None]], None]:
@@ -277,8 +322,9 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
         if row.get("suite") == suite.name and row.get("suite_version") != suite.version:
             raise ValueError(f"{out} holds rows of suite {suite.name!r} version {row.get('suite_version')}, "
                              f"this is version {suite.version}; write to a new results file")
-    finished = {row_key(r) for r in existing}
+    finished = finished_keys(suite, existing)
     todo = [s for s in specs if s.key() not in finished]
+    quiet_workers = _notice_data_fallback(todo)
     log.info("%s: %d episodes, %d already in %s, %d to run", suite.name, len(specs), len(specs) - len(todo), out,
              len(todo))
     for d in suite.designers:  # train SB3 designers first (in this process), then point specs at the run folder
@@ -309,7 +355,7 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
         else:
             context = multiprocessing.get_context(safe_start_method())
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
-                                       initargs=(threads,))
+                                       initargs=(threads, quiet_workers))
             try:
                 futures: set[Future] = {pool.submit(run_spec, s) for s in todo}
                 error: BaseException | None = None
