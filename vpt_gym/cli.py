@@ -9,7 +9,7 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 
 CARD_HEADINGS = ("Description", "Action Space", "Observation Space", "Reward", "Episode End", "Budget", "Arguments",
@@ -155,6 +155,32 @@ def _env_kwargs(args: argparse.Namespace) -> dict:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+THREADS_NOTE = ("note: {threads} torch threads (torch's default here); a CPU rerun reproduces this result bitwise "
+                "only with the same count: --threads {threads} (`vpt-gym bench` rows record theirs in torch_threads)")
+"""Printed on stderr by ``run``/``train`` without ``--threads`` when torch uses more than one thread."""
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[int]:
+    """Within the block torch uses ``threads`` CPU threads (its current count for ``None``); yields the count
+    and restores the previous one on exit.
+
+    Raises:
+        SystemExit: ``threads`` < 1.
+    """
+    import torch
+
+    if threads is not None and threads < 1:
+        raise SystemExit(f"error: --threads must be >= 1, got {threads}")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one episode of a designer and print/write its result."""
     import gymnasium as gym
@@ -179,16 +205,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.out is not None and Path(args.out).is_dir():
         raise SystemExit(f"error: --out {args.out} is a folder; give a file path such as results/result.json")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        env = gym.make(args.env_id, **_env_kwargs(args))
-        designer = make_designer(args.designer, env)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise SystemExit(f"error: {exc}") from exc
-    result = run_episode(env, designer, seed=args.seed, progress=not args.no_progress)
+    with _torch_threads(args.threads) as threads:
+        try:
+            env = gym.make(args.env_id, **_env_kwargs(args))
+            designer = make_designer(args.designer, env)
+        except (ValueError, FileNotFoundError, ImportError, TypeError) as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        result = run_episode(env, designer, seed=args.seed, progress=not args.no_progress)
     result["env_kwargs"] = _env_kwargs(args)
     summary = {k: result[k] for k in ("env_id", "designer", "seed", "return", "eval", "ledger", "feedback_source",
-                                       "diverged", "wall_clock_s")}
+                                       "diverged", "wall_clock_s", "torch_threads")}
     print(json.dumps(summary, indent=2))
+    if args.threads is None and threads > 1:
+        print(THREADS_NOTE.format(threads=threads), file=sys.stderr)
     if args.out is not None:
         write_json_atomic(args.out, result)
         print(f"wrote {args.out}", file=sys.stderr)
@@ -223,14 +252,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = _hyperparameter_overrides(args.hyperparameter)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     env_kwargs = _env_kwargs(args)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):  # SB3's rich progress bar; stdout is the JSON summary
-            out = train(args.env_id, args.algo, args.timesteps, args.seed, args.out, env_kwargs=env_kwargs,
-                        progress=not args.no_progress, normalize=not args.no_normalize, overrides=overrides)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise SystemExit(f"error: {exc}") from exc
+    with _torch_threads(args.threads) as threads:
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # SB3's rich progress bar; stdout is the JSON summary
+                out = train(args.env_id, args.algo, args.timesteps, args.seed, args.out, env_kwargs=env_kwargs,
+                            progress=not args.no_progress, normalize=not args.no_normalize, overrides=overrides)
+        except (ValueError, FileNotFoundError, ImportError) as exc:
+            raise SystemExit(f"error: {exc}") from exc
     print(json.dumps({"run_dir": str(out), "designer": f"sb3:{out}", "env_id": args.env_id, "algo": args.algo,
-                      "timesteps": args.timesteps, "seed": args.seed, "env_kwargs": env_kwargs}, indent=2))
+                      "timesteps": args.timesteps, "seed": args.seed, "env_kwargs": env_kwargs,
+                      "torch_threads": threads}, indent=2))
+    if args.threads is None and threads > 1:
+        print(THREADS_NOTE.format(threads=threads), file=sys.stderr)
     return 0
 
 
@@ -314,7 +347,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         r = rows[i]
         status = "ok" if report["ok"] else "MISMATCH"
         print(f"row {i}: {r['env_id']} {r['designer']} seed {r['seed']}: {status} ({report['mode']}, "
-              f"tolerance {report['tolerance']})")
+              f"tolerance {report['tolerance']}, torch threads {report['torch_threads']})")
+        if "torch_threads" not in r:
+            print(f"  note: the row does not record its torch thread count; replayed with {report['torch_threads']}: "
+                  "a CPU replay is bitwise only at the count the row ran with", file=sys.stderr)
         for key, (recorded, replayed) in report["mismatches"].items():
             print(f"  {key}: recorded {recorded}, replayed {replayed}")
         failed += not report["ok"]
@@ -333,6 +369,8 @@ def _add_env_arguments(parser: argparse.ArgumentParser) -> None:
                         "digits, or an ImageFolder path")
     parser.add_argument("--model", default=None, help="size=paper: local path or hub id of a causal LM")
     parser.add_argument("--device", default="auto", help="learner device: auto | cpu | cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, about the "
+                        "cores); a CPU rerun is bitwise only with the same count (a bench row's torch_threads)")
 
 
 def build_parser() -> argparse.ArgumentParser:

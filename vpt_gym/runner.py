@@ -58,9 +58,10 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
         A JSON-safe dict: ``env_id``, ``designer``, ``seed``, ``return``, ``eval``, ``ledger``, ``actions``
         (the action log), ``tasks`` (task names), ``trajectory`` (per decision: ``learner_updates``,
         ``reward``, ``pretrain_loss``, ``feedback_loss``; the loss of the feedback gradient last refreshed),
-        ``feedback_source``, ``diverged``, ``wall_clock_s``,
-        ``vpt_gym_version``.
+        ``feedback_source``, ``diverged``, ``wall_clock_s``, ``torch_threads`` (``torch.get_num_threads()``
+        during the episode: CPU rollouts are bitwise reproducible at the same count only), ``vpt_gym_version``.
     """
+    import torch
     from tqdm.auto import tqdm
 
     from vpt_gym import __version__
@@ -113,5 +114,6 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
         "terminated": bool(terminated),
         "truncated": bool(truncated),
         "wall_clock_s": time.perf_counter() - start,
+        "torch_threads": torch.get_num_threads(),
         "vpt_gym_version": __version__,
     })

@@ -399,11 +399,18 @@ def train(env_id: str, algo: str, timesteps: int, seed: int, out_dir: str | os.P
         "hyperparameters": hyper,
         "timesteps": int(timesteps),
         "num_timesteps": int(model.num_timesteps),
+        "torch_threads": _torch_threads(),
         "seed": int(seed),
         "normalize": bool(normalize),
         "versions": _versions(),
     })
     return out
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 class SB3Designer:
