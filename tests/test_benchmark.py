@@ -311,3 +311,26 @@ def test_cli_bench_terminated_stops_its_workers_and_says_how_to_resume(tmp_path:
     alive = [p for p in workers if Path(f"/proc/{p}/stat").exists()
              and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
     assert workers and not alive, f"orphaned workers {alive}"
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
+def test_ctrl_c_during_bench_leaks_no_semaphore(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole foreground group) while both workers are mid-episode: exit 130, the resume
+    hint, and no ``resource_tracker: ... leaked semaphore objects`` (tqdm's lock in terminated workers)."""
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        'name = "ctrlc"\nversion = 1\nseeds = [0, 1, 2, 3]\ndesigners = ["fixed"]\n'
+        '[[envs]]\nid = "vpt/Toy-Alignment-v0"\nbudget = 4000\nmetric = "eval_loss"\nhigher_is_better = false\n')
+    out = tmp_path / "r.jsonl"
+    cmd = [sys.executable, "-m", "vpt_gym.cli", "bench", str(suite), "--out", str(out), "--workers", "2",
+           "--threads", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not read_rows(out) and proc.poll() is None:
+        time.sleep(0.1)  # one episode finished: both workers have run an episode's code
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "rerun the same command to resume" in stderr
+    assert "leaked" not in stderr, stderr[-2000:]

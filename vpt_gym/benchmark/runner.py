@@ -146,10 +146,16 @@ def _notice_data_fallback(todo: Sequence[EpisodeSpec]) -> bool:
 
 def _worker_init(threads: int, quiet_data_notice: bool = False) -> None:
     import signal
+    import threading
 
     import torch
+    from tqdm import tqdm
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the main process decides
+    # tqdm's default lock holds a multiprocessing RLock, a named semaphore; a worker terminated mid-episode
+    # (Ctrl-C, kill) never unlinks it and the resource tracker warns of leaked semaphores. Workers show no
+    # bars, so a thread lock is all they need.
+    tqdm.set_lock(threading.RLock())
 
     torch.set_num_threads(threads)
     if quiet_data_notice:  # the main process has said it once for the whole run
