@@ -215,8 +215,11 @@ def test_sb3_designer_rejects_missing_and_corrupt_runs(runs: dict[str, Path], tm
     with pytest.raises(ValueError, match="corrupt statistics"):
         SB3Designer(env, bad)
     other = gym.make(TOY, budget=BUDGET, num_sources=6)  # Discrete(7), 22 features
-    with pytest.raises(ValueError, match="observation shape"):
+    with pytest.raises(ValueError, match="observation shape") as err:
         SB3Designer(other, runs["ppo"])
+    # names the env (and configuration) it was trained on, and this one
+    assert f"was trained on {TOY} {{'budget': {BUDGET}}} (observation shape (18,)); this env, {TOY}, has " \
+        "observation shape (22,)" in str(err.value)
 
 
 @pytest.mark.parametrize("algo", ["a2c", "dqn", "ppo"])
