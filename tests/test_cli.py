@@ -138,3 +138,32 @@ def test_validate_reports_the_thread_count(tmp_path: Path, capsys: pytest.Captur
     assert main(["validate", str(tmp_path / "rows.jsonl")]) == 0
     captured = capsys.readouterr()
     assert "torch threads " in captured.out and "does not record its torch thread count" in captured.err
+
+
+def test_run_prints_theta0_eval_beside_the_final_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vpt_gym.envs.toy import ToyConfig, ToyWorld
+
+    result = _run_toy(tmp_path / "r.json")
+    world = ToyWorld(ToyConfig())
+    expected = 0.5 * float(((world.theta0 - world.theta_star) ** 2).sum())  # L_down at theta_0, closed form
+    assert result["eval_theta0"]["eval_loss"] == pytest.approx(expected, rel=1e-12)
+    assert result["eval_theta0"]["eval_loss"] > result["eval"]["eval_loss"]  # 16 updates moved toward theta*
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["eval_theta0"] == result["eval_theta0"]
+    assert f"eval_loss {result['eval']['eval_loss']:.6g} (theta_0 {expected:.6g})" in captured.err
+    again = _run_toy(tmp_path / "again.json")  # the reference eval does not disturb the episode
+    assert again["eval"] == result["eval"] and again["actions"] == result["actions"]
+    assert "eval_theta0" not in _run_toy(tmp_path / "none.json", "--no-reference")
+
+
+def test_run_set_passes_env_keywords(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plain = _run_toy(tmp_path / "plain.json")
+    dim4 = _run_toy(tmp_path / "dim4.json", "--set", "dim=4", "--set", "noise=0.25")
+    assert dim4["env_kwargs"] == {"budget": 16, "dim": 4, "noise": 0.25}
+    assert dim4["eval"] != plain["eval"]
+    for pairs, message in ((["--set", "sise=1"], r"--set sise=\.\.\.: vpt/Toy-Alignment-v0 has no keyword 'sise'; "
+                                                 r"accepted: \['batch_size'"),
+                           (["--set", "budget=3"], r"--set budget=\.\.\.: use --budget"),
+                           (["--set", "dim"], r"--set takes KEY=VALUE, got 'dim'")):
+        with pytest.raises(SystemExit, match=message):
+            _run_toy(tmp_path / "bad.json", *pairs)
