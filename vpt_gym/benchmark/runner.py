@@ -69,8 +69,12 @@ def run_spec(spec: EpisodeSpec) -> dict[str, Any]:
 
     The row holds the episode identity (suite, env id, designer label and config, seed, config hash), the
     package and torch versions, the primary metric's value, ``eval``, ``return``, the full ``ledger``, the
-    action log (``actions``, ``tasks``), the per-decision ``trajectory`` and ``wall_clock_s``.
+    action log (``actions``, ``tasks``), the per-decision ``trajectory``, ``wall_clock_s`` and ``cpu_s`` of the
+    episode, and ``build_s``: the wall-clock seconds of building the env and the designer before it, reported
+    apart (the first episode of a process builds or loads the base checkpoint, tokenizer and data there).
     """
+    import time
+
     import gymnasium as gym
     import torch
 
@@ -82,10 +86,13 @@ def run_spec(spec: EpisodeSpec) -> dict[str, Any]:
     torch.set_num_threads(spec.torch_threads)
     try:
         with data_environment(spec.data):
+            start = time.perf_counter()
             env = gym.make(spec.env_id, **dict(spec.env_kwargs))
             try:
                 designer = make_designer(spec.designer_name, env, **dict(spec.designer_kwargs))
+                build_s = time.perf_counter() - start
                 result = run_episode(env, designer, seed=spec.seed)
+                result["build_s"] = build_s
                 learner = getattr(env.unwrapped, "learner", None)
                 result["device"] = str(getattr(learner, "device", "cpu"))
             finally:
