@@ -129,7 +129,7 @@ class EnvEntry:
             raise ValueError(f"higher_is_better must be true or false, got {self.higher_is_better!r}")
 
     def _check_kwargs(self, spec: Mapping[str, Any]) -> None:
-        from vpt_gym.envs import env_keywords
+        from vpt_gym.envs import check_env_kwargs, env_keywords
 
         problems = []
         if "budget" in self.kwargs:
@@ -142,6 +142,11 @@ class EnvEntry:
         if unknown:
             problems.append(f"kwargs {unknown} are not keywords of {self.id}; accepted: "
                             f"{[k for k in accepted if k != 'budget']}")
+        if accepted is not None:
+            try:  # plain values of the wrong type (a string for a number, ...)
+                check_env_kwargs(self.id, {k: v for k, v in self.kwargs.items() if k in accepted})
+            except ValueError as exc:
+                problems.append(str(exc))
         for key, choices in (("size", spec["presets"]), ("reward", spec["rewards"])):
             if key in self.kwargs and self.kwargs[key] not in choices:
                 problems.append(f"kwargs {key}={self.kwargs[key]!r} is not accepted by {self.id}; accepted: "

@@ -6,7 +6,9 @@ Each id is a preset of components composed by :class:`vpt_gym.envs.task_design.T
 
 from __future__ import annotations
 
+import functools
 import importlib
+import math
 import multiprocessing
 import os
 from typing import Any
@@ -143,6 +145,7 @@ def _load(target: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+@functools.lru_cache(maxsize=None)
 def env_keywords(env_id: str) -> tuple[str, ...]:
     """The ``gymnasium.make`` keywords ``env_id`` accepts, sorted: the factory's named keyword parameters and
     those of :data:`ENV_IDS` ``keywords_of`` (the builder its ``**kwargs`` goes to; parameters without a
@@ -151,15 +154,135 @@ def env_keywords(env_id: str) -> tuple[str, ...]:
     Raises:
         KeyError: ``env_id`` is not registered. ImportError: the env's module (or an extra) cannot be imported.
     """
+    return tuple(sorted(_keyword_hints(env_id)))
+
+
+@functools.lru_cache(maxsize=None)
+def _keyword_hints(env_id: str) -> dict[str, Any]:
+    """``{keyword: type annotation}`` of :func:`env_keywords` (``Any`` where an annotation does not resolve)."""
     import inspect
+    import typing
 
     spec = ENV_IDS[env_id]
     keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    names = {p.name for p in inspect.signature(_load(spec["entry_point"])).parameters.values() if p.kind in keyword}
-    if "keywords_of" in spec:
-        names |= {p.name for p in inspect.signature(_load(spec["keywords_of"])).parameters.values()
-                  if p.kind in keyword and p.default is not inspect.Parameter.empty}
-    return tuple(sorted(names))
+    hints: dict[str, Any] = {}
+    for target, forwarded in ((spec["entry_point"], False), (spec.get("keywords_of"), True)):
+        if target is None:
+            continue
+        fn = _load(target)
+        try:
+            resolved = typing.get_type_hints(fn)
+        except Exception:  # noqa: BLE001 - an annotation that does not resolve: no type check for it
+            resolved = {}
+        for p in inspect.signature(fn).parameters.values():
+            if p.kind in keyword and not (forwarded and p.default is inspect.Parameter.empty):
+                hints[p.name] = resolved.get(p.name, Any)
+    return hints
+
+
+_PLAIN = (bool, int, float, str, list, tuple, dict, type(None))
+"""Values a keyword check judges: what TOML, JSON and the command line produce (and numpy scalars). Other
+objects (a ``ValueEstimator`` for ``reward``, a ``torch.device``, a config object) go to the factory as
+they are."""
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a plain ``value`` fits the annotation ``hint`` (``float``: a finite real; lists for tuples)."""
+    import collections.abc
+    import numbers
+    import types
+    import typing
+
+    import numpy as np
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is object:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, (bool, np.bool_))
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if hint is int:
+        return isinstance(value, numbers.Integral)
+    if hint is float:
+        return isinstance(value, numbers.Real) and math.isfinite(float(value))
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (tuple, list, collections.abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        element = args[0] if args and (origin is not tuple or len(args) == 2 and args[1] is Ellipsis) else Any
+        return all(_matches(v, element) for v in value)
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(value, dict):
+            return False
+        key, item = args if len(args) == 2 else (Any, Any)
+        return all(_matches(k, key) and _matches(v, item) for k, v in value.items())
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # an annotation this check does not know: the factory decides
+
+
+def _describe(hint: Any) -> str:
+    """What an annotation accepts, in words (``int | None`` -> ``an integer or None``)."""
+    import collections.abc
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", type(None): "None"}
+    if hint in names:
+        return names[hint]
+    if origin in (tuple, list, collections.abc.Sequence):
+        element = _describe(args[0]).removeprefix("an ").removeprefix("a ") if args else "value"
+        return f"a list of {element}s"
+    if origin in (dict, collections.abc.Mapping):
+        return "a table"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _mismatch(env_id: str, kwargs: dict[str, Any], *, only_non_finite: bool = False) -> str | None:
+    """The message for the first plain value of ``kwargs`` whose type its keyword's annotation does not allow
+    (with ``only_non_finite``: the first NaN/inf where a finite number is allowed), else ``None``."""
+    import numbers
+
+    import numpy as np
+
+    hints = _keyword_hints(env_id)
+    for name, value in kwargs.items():
+        if name == "reward" or name not in hints or not isinstance(value, (*_PLAIN, np.generic)):
+            continue  # reward= also takes a ValueEstimator; the factory names the accepted ones
+        if only_non_finite and not (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+                                    and not math.isfinite(float(value))):
+            continue
+        if not _matches(value, hints[name]):
+            return (f"{name}={value!r} is not accepted by {env_id}: {name} takes {_describe(hints[name])} (see its "
+                    "env card)")
+    return None
+
+
+def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Check ``gymnasium.make`` keywords of ``env_id`` without building it: every keyword is one of
+    :func:`env_keywords`, and every plain value (numbers, strings, lists, tables, None) has the keyword's
+    annotated type (a ``float`` must be finite). Ranges are the factory's to check.
+
+    Raises:
+        ValueError: an unknown keyword (names the accepted ones) or a value of the wrong type (names the
+            value and what the keyword takes).
+    """
+    hints = _keyword_hints(env_id)
+    unknown = sorted(set(kwargs) - set(hints))
+    if unknown:
+        raise ValueError(f"{env_id} has no keyword(s) {unknown}; accepted: {sorted(hints)}")
+    message = _mismatch(env_id, kwargs)
+    if message is not None:
+        raise ValueError(message)
 
 
 def is_eval_metric(env_id: str, metric: str) -> bool:
@@ -190,29 +313,53 @@ _BUILT_IN_PID: int | None = None
 class EntryPoint:
     """The Gymnasium entry point of a registered id: imports its factory lazily and calls it.
 
-    In a process forked from one that built an env before (Gymnasium's ``AsyncVectorEnv`` with the default
+    Keywords are checked (:func:`check_env_kwargs`): unknown ones and NaN/inf numbers before the factory
+    runs (its own checks name the accepted ranges), values of a type the keyword's annotation does not allow
+    when the factory fails on them or after it took them, always as a ``ValueError`` and before any learner
+    update. In a process forked from one that built an env before (Gymnasium's ``AsyncVectorEnv`` with the default
     ``fork`` context builds one in the parent first), torch is set to one thread before the factory runs, so
     the worker never enters the OpenMP pool it inherited without threads (which would block forever; see
     :func:`safe_start_method`). Workers started with ``forkserver`` or ``spawn`` keep their thread setting.
 
     Args:
+        env_id: the registered id.
         target: ``"module:function"`` of the env factory (:data:`ENV_IDS` ``entry_point``).
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, env_id: str, target: str) -> None:
+        self.env_id = env_id
         self.target = target
 
     def __repr__(self) -> str:
-        return f"EntryPoint({self.target!r})"
+        return f"EntryPoint({self.env_id!r}, {self.target!r})"
 
     def __call__(self, **kwargs: Any) -> gymnasium.Env:
         global _BUILT_IN_PID
         import torch
 
+        hints = _keyword_hints(self.env_id)
+        unknown = sorted(set(kwargs) - set(hints))
+        if unknown:
+            raise ValueError(f"{self.env_id} has no keyword(s) {unknown}; accepted: {sorted(hints)}")
+        non_finite = _mismatch(self.env_id, kwargs, only_non_finite=True)
+        if non_finite is not None:  # factories compare numbers with their ranges; NaN passes many comparisons
+            raise ValueError(non_finite)
         pid = os.getpid()
         if _BUILT_IN_PID is not None and _BUILT_IN_PID != pid and torch.get_num_threads() > 1:
             torch.set_num_threads(1)  # a forked worker: OpenMP's pool did not survive fork()
-        env = _load(self.target)(**kwargs)
+        try:
+            env = _load(self.target)(**kwargs)  # its own checks name the ranges (budget >= 1, ...)
+        except ValueError:
+            raise
+        except Exception as exc:  # a value of the wrong type failing deep inside the build
+            message = _mismatch(self.env_id, kwargs)
+            if message is not None:
+                raise ValueError(message) from exc
+            raise
+        message = _mismatch(self.env_id, kwargs)
+        if message is not None:  # the factory took a value its signature does not (e.g. 2.5 for an int)
+            env.close()
+            raise ValueError(message)
         _BUILT_IN_PID = pid
         return env
 
@@ -221,7 +368,7 @@ def register_envs() -> None:
     """Register every id of :data:`ENV_IDS` with Gymnasium (idempotent), each with an :class:`EntryPoint`."""
     for env_id, spec in ENV_IDS.items():
         if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point=EntryPoint(spec["entry_point"]), disable_env_checker=False)
+            gymnasium.register(id=env_id, entry_point=EntryPoint(env_id, spec["entry_point"]), disable_env_checker=False)
 
 
 def __getattr__(name: str) -> Any:

@@ -153,6 +153,8 @@ def _make_ssl_env(
         raise ValueError(f"num_local must be an integer >= 0 or None, got {num_local!r}")
     if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be > 0, got {lr!r}")
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
+        raise ValueError(f"split_seed must be an integer >= 0, got {split_seed!r}")
     blocks = _alignment_blocks(preset.alignment_blocks if alignment is None else alignment)
     from vpt_gym.vision.base import ARCHES
     from vpt_gym.vision.ssl import OBJECTIVES
