@@ -294,3 +294,16 @@ def test_troubleshooting_lists_the_current_messages(tmp_path: Path) -> None:
     assert "'no_such_data_folder' does not exist (data='no_such_data_folder'" in _error_of(_missing_data)
     assert "(accepted: 0..4; env.unwrapped.task_names lists the menu)" in _error_of(_bad_action)
     assert "missing: ['name', 'reset', 'act', 'observe']" in _error_of(lambda: _not_a_designer(tmp_path))
+
+
+def test_train_numbers_are_for_the_commands_budget() -> None:
+    """The PPO / fixed / random numbers quoted after the `vpt-gym train` example are for the budget its
+    commands run at (the commands once used the default 256 while the numbers were for 64)."""
+    text = README.read_text(encoding="utf-8")
+    block = next(b for b in RUNNABLE if "vpt-gym train vpt/Toy-Alignment-v0" in b.code)
+    train, run = (line for line in block.code.splitlines() if line.startswith("vpt-gym "))
+    budget = re.search(r"--budget (\d+)", train)
+    assert budget is not None and f"--budget {budget.group(1)}" in run, block.code
+    after = text[text.index(block.code):]
+    quoted = after[:after.index("rl-zoo3's format")]
+    assert f"at budget {budget.group(1)}" in quoted, quoted
