@@ -188,7 +188,8 @@ def test_validate_replays_rows_and_catches_a_tampered_result(tmp_path: Path) -> 
     run_suite(parse_suite(toy_suite(designers=["random"], seeds=[3])), out, progress=False)
     row = read_rows(out)[0]
     report = validate_row(row)
-    assert report == {"ok": True, "mode": "replay", "tolerance": 0.0, "mismatches": {}}
+    assert report == {"ok": True, "mode": "replay", "tolerance": 0.0, "torch_threads": row["torch_threads"],
+                      "mismatches": {}}
     tampered = json.loads(json.dumps(row))
     tampered["eval"]["eval_loss"] *= 1.0 + 1e-12
     bad = validate_row(tampered)
