@@ -147,7 +147,7 @@ def test_exp3_log_weights_beyond_exp_overflow() -> None:
         warnings.simplefilter("error")
         play(designer, env, seed=0, pulls=5000)
         p = designer.distribution(np.ones(4, dtype=bool))
-    assert designer.gamma / 4 * designer._inverse_p[BEST_ARM] > 800  # log-weight of the best arm
+    assert designer.gamma / 4 * designer.estimates[BEST_ARM] > 800  # log-weight of the best arm
     assert np.all(np.isfinite(p)) and p[BEST_ARM] == pytest.approx(0.1 + 0.9 / 4)
 
 
@@ -214,6 +214,9 @@ def test_observe_credits_the_given_action_not_a_masked_one(name: str) -> None:
         (EpsilonGreedyDesigner, {"epsilon": 1.5}),
         (EpsilonGreedyDesigner, {"epsilon": "0.1"}),
         (EpsilonGreedyDesigner, {"initial_value": math.nan}),
+        (EpsilonGreedyDesigner, {"initial_value": 2.0}),
+        (EpsilonGreedyDesigner, {"reward_window": 0}),
+        (ThompsonSamplingDesigner, {"reward_window": 2.5}),
         (UCB1Designer, {"c": -1.0}),
         (UCB1Designer, {"c": math.inf}),
         (UCB1Designer, {"reward_scale": "max"}),
@@ -245,16 +248,61 @@ def test_non_discrete_action_space_is_refused(name: str) -> None:
         DESIGNERS[name](FakeBoxEnv())
 
 
-def test_reward_normalizer_maps_the_running_range_exactly() -> None:
-    norm = RewardNormalizer("running")
-    stored = [norm.update(r) for r in (0.0, 2.0, -1.0, 8.0)]
-    # stored units are r / running max |r|; rescale factors 0 (all-zero history), 1, then 2/8
-    assert [f for _, f in stored] == [1.0, 0.0, 1.0, 0.25]
-    assert norm.scale == 8.0 and (norm.low_u, norm.high_u) == (-1.0 / 8, 1.0)
-    assert norm.unit(2.0 / 8) == pytest.approx((2.0 + 1.0) / 9.0)
+def test_reward_normalizer_maps_each_reward_by_the_recent_range() -> None:
+    norm = RewardNormalizer("running", window=3)
+    mapped = [norm.update(r) for r in (0.0, 2.0, -1.0, 8.0, 2.0, 2.0, 2.0)]
+    # (x, u) by hand: window [0] -> empty range; [0, 2]; [0, 2, -1]; [2, -1, 8]; [-1, 8, 2]; [8, 2, 2]; [2, 2, 2]
+    expected = [(0.5, 0.0), (1.0, 1.0), (0.0, -0.5), (1.0, 1.0), (1 / 3, 0.25), (0.0, 0.25), (0.5, 1.0)]
+    assert mapped == [pytest.approx(e) for e in expected]
     fixed = RewardNormalizer((-1.0, 3.0))
-    assert fixed.update(10.0) == (1.0, 1.0) and fixed.unit(1.0) == 1.0 and fixed.unit(-1.0 / 3) == 0.0
+    assert fixed.update(10.0) == (1.0, 1.0)  # clipped to 3
+    assert fixed.update(-1.0) == pytest.approx((0.0, -1 / 3)) and fixed.update(1.0) == pytest.approx((0.5, 1 / 3))
     assert RewardNormalizer(2.0).fixed == (-2.0, 2.0)
+    huge = RewardNormalizer()
+    with np.errstate(over="raise", invalid="raise"):
+        assert huge.update(-1.7e308) == (0.5, -1.0) and huge.update(1.7e308) == (1.0, 1.0)
+    for bad in (0, 1.5, True, 2_000_000):
+        with pytest.raises(ValueError, match=rf"reward_window={bad!r} .*\[1, 1000000\]"):
+            RewardNormalizer(window=bad)
+
+
+BURST = range(5000, 5100)
+
+
+def burst_reward(t: int, action: int, sign: float) -> float:
+    """Issue 15's input: 1e3 for arm 0, else 0; in rounds 5,000-5,099 +-1e9 for arm 0 and -+1e9 otherwise
+    (``sign`` = +1 is the issue's input, -1 the mirrored burst that punishes arm 0)."""
+    if t in BURST:
+        return sign * 1e9 if action == 0 else -sign * 1e9
+    return 1e3 if action == 0 else 0.0
+
+
+# Share of arm 0 in rounds 8,000-9,999 (uniform: 0.2). Before the running range forgot outliers, the issue's
+# input gave exp3 0.28, ucb1 0.00 and discounted_ucb 0.20; measured after: epsilon_greedy 0.92, ucb1 0.996,
+# exp3 0.92, thompson 1.00, discounted_ucb 0.75 (both signs).
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["issue", "mirrored"])
+@pytest.mark.parametrize("name", LEARNING)
+def test_bandits_keep_learning_after_a_reward_burst(name: str, sign: float) -> None:
+    env = gym.make("vpt/Toy-Alignment-v0", budget=64)
+    obs, info = env.reset(seed=0)
+    designer = make_designer(name, env)
+    designer.reset(seed=0)
+    late = np.zeros(env.action_space.n, dtype=np.int64)
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        for t in range(10_000):
+            action = designer.act(obs, info)
+            if name == "exp3":
+                assert designer.probabilities.min() >= designer.gamma / env.action_space.n - 1e-12
+            designer.observe(action, burst_reward(t, action, sign), obs, False, False, info)
+            if t >= 8000:
+                late[action] += 1
+    env.close()
+    assert int(np.argmax(late)) == 0 and late[0] / late.sum() > 0.6, f"{name}: pulls in rounds 8000-9999 {late}"
+    if name in ("epsilon_greedy", "exp3"):  # exploration that never decays is still there
+        assert late.min() > 0, late
+    state = [v for v in vars(designer).values() if isinstance(v, np.ndarray)]
+    assert state and all(np.all(np.isfinite(v)) for v in state)
 
 
 def test_thompson_posterior_known_answer() -> None:

@@ -50,7 +50,7 @@ def test_tiny_suite_is_the_acceptance_suite() -> None:
 @pytest.mark.parametrize("change, match", [
     ({"seedz": [0]}, r"unknown key\(s\) \['seedz'\]"),
     ({"envs": [{"id": "vpt/Toy-Alignment-v0", "budget": 8, "metric": "eval_loss", "higher_is_better": False,
-                "kwarg": {}}]}, r"envs\[0\]: unknown key\(s\) \['kwarg'\]"),
+                "kwarg": {}}]}, r"envs\[0\] \(vpt/Toy-Alignment-v0\): unknown key\(s\) \['kwarg'\]"),
     ({"envs": [{"id": "vpt/Nope-v0", "budget": 8, "metric": "m", "higher_is_better": False}]}, "not registered"),
     ({"envs": [{"id": "vpt/Toy-Alignment-v0", "budget": 0, "metric": "m", "higher_is_better": False}]},
      "budget must be an integer >= 1, got 0"),
@@ -188,7 +188,8 @@ def test_validate_replays_rows_and_catches_a_tampered_result(tmp_path: Path) -> 
     run_suite(parse_suite(toy_suite(designers=["random"], seeds=[3])), out, progress=False)
     row = read_rows(out)[0]
     report = validate_row(row)
-    assert report == {"ok": True, "mode": "replay", "tolerance": 0.0, "mismatches": {}}
+    assert report == {"ok": True, "mode": "replay", "tolerance": 0.0, "torch_threads": row["torch_threads"],
+                      "mismatches": {}}
     tampered = json.loads(json.dumps(row))
     tampered["eval"]["eval_loss"] *= 1.0 + 1e-12
     bad = validate_row(tampered)
@@ -247,25 +248,27 @@ def test_designers_never_see_the_eval_split() -> None:
 
 
 def test_rows_are_keyed_by_the_data_they_ran_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A rerun with another $VPT_GYM_DATA never takes the old rows for finished ones; validate needs the data."""
+    """Rows of an env that reads the data folder are keyed by it; validate needs that data to replay them."""
     from vpt_gym.benchmark.suites import data_identity
+    from vpt_gym.benchmark.validate import _data_folder
 
-    suite = parse_suite(toy_suite(designers=["fixed"], seeds=[0]))
-    out = tmp_path / "r.jsonl"
+    lm = {"id": "vpt/LM-SoftTargets-v0", "budget": 8, "metric": "eval_nll", "higher_is_better": False,
+          "kwargs": {"size": "tiny"}}
+    suite = parse_suite(toy_suite(designers=["fixed"], seeds=[0], envs=[lm]))
     folder = tmp_path / "data"
     (folder / "gsm8k").mkdir(parents=True)
     (folder / "gsm8k" / "train.jsonl").write_text("{}\n")
     monkeypatch.setenv("VPT_GYM_DATA", str(folder))
-    first = run_suite(suite, out, progress=False)
-    assert first[0]["data"] == str(folder.resolve()) and first[0]["data_identity"] == data_identity(folder)
+    (first,) = plan(suite)
+    assert first.data == str(folder.resolve()) and first.data_identity == data_identity(folder)
     monkeypatch.delenv("VPT_GYM_DATA")
-    second = run_suite(suite, out, progress=False)  # other data: a new row, not "already finished"
-    assert len(second) == 1 and second[0]["data_identity"] == "none"
-    assert second[0]["config_hash"] != first[0]["config_hash"]
-    assert validate_row(first[0])["ok"]  # replays with the row's own folder, whatever the environment says
+    (second,) = plan(suite)  # other data: another episode, not "already finished"
+    assert second.data is None and second.data_identity == "none" and second.config_hash != first.config_hash
+    row = {"env_id": lm["id"], "data": first.data, "data_identity": first.data_identity}
+    assert _data_folder(row) == first.data  # replays with the row's own folder, whatever the environment says
     (folder / "gsm8k" / "train.jsonl").write_text("{}\n{}\n")  # the folder now holds other data
     with pytest.raises(ValueError, match="holds the same files: set VPT_GYM_DATA"):
-        validate_row(first[0])
+        _data_folder(row)
 
 
 def _descendants(pid: int) -> set[int]:
@@ -309,3 +312,26 @@ def test_cli_bench_terminated_stops_its_workers_and_says_how_to_resume(tmp_path:
     alive = [p for p in workers if Path(f"/proc/{p}/stat").exists()
              and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
     assert workers and not alive, f"orphaned workers {alive}"
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
+def test_ctrl_c_during_bench_leaks_no_semaphore(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole foreground group) while both workers are mid-episode: exit 130, the resume
+    hint, and no ``resource_tracker: ... leaked semaphore objects`` (tqdm's lock in terminated workers)."""
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        'name = "ctrlc"\nversion = 1\nseeds = [0, 1, 2, 3]\ndesigners = ["fixed"]\n'
+        '[[envs]]\nid = "vpt/Toy-Alignment-v0"\nbudget = 4000\nmetric = "eval_loss"\nhigher_is_better = false\n')
+    out = tmp_path / "r.jsonl"
+    cmd = [sys.executable, "-m", "vpt_gym.cli", "bench", str(suite), "--out", str(out), "--workers", "2",
+           "--threads", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not read_rows(out) and proc.poll() is None:
+        time.sleep(0.1)  # one episode finished: both workers have run an episode's code
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "rerun the same command to resume" in stderr
+    assert "leaked" not in stderr, stderr[-2000:]

@@ -103,3 +103,67 @@ def test_run_lm_tiny(tmp_path: Path, data_dir: Path) -> None:
     assert result["actions"] == [0] * 4 and set(result["tasks"]) == {"one_hot"}
     assert {"eval_nll", "eval_pass@1"} <= set(result["eval"])
     assert math.isfinite(result["eval"]["eval_nll"]) and 0.0 <= result["eval"]["eval_pass@1"] <= 1.0
+
+
+def test_run_threads_are_set_recorded_and_restored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from vpt_gym.cli import THREADS_NOTE
+
+    before = torch.get_num_threads()
+    result = _run_toy(tmp_path / "two.json", "--threads", "2")
+    assert result["torch_threads"] == 2 and torch.get_num_threads() == before
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["torch_threads"] == 2 and "note:" not in captured.err
+    assert _run_toy(tmp_path / "one.json", "--threads", "1")["torch_threads"] == 1
+    capsys.readouterr()
+    torch.set_num_threads(2)  # torch's default on a 2-core machine: the result cannot be rerun bitwise by count 1
+    try:
+        assert _run_toy(tmp_path / "default.json")["torch_threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+    assert THREADS_NOTE.format(threads=2) in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--threads must be >= 1, got 0"):
+        _run_toy(tmp_path / "zero.json", "--threads", "0")
+
+
+def test_validate_reports_the_thread_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vpt_gym.benchmark.results import append_row
+
+    row = _run_toy(tmp_path / "r.json", "--threads", "1")
+    row.update(designer_name="random", env_kwargs={"budget": 16})
+    del row["torch_threads"]  # a row written before thread counts were recorded
+    append_row(tmp_path / "rows.jsonl", row)
+    capsys.readouterr()
+    assert main(["validate", str(tmp_path / "rows.jsonl")]) == 0
+    captured = capsys.readouterr()
+    assert "torch threads " in captured.out and "does not record its torch thread count" in captured.err
+
+
+def test_run_prints_theta0_eval_beside_the_final_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vpt_gym.envs.toy import ToyConfig, ToyWorld
+
+    result = _run_toy(tmp_path / "r.json")
+    world = ToyWorld(ToyConfig())
+    expected = 0.5 * float(((world.theta0 - world.theta_star) ** 2).sum())  # L_down at theta_0, closed form
+    assert result["eval_theta0"]["eval_loss"] == pytest.approx(expected, rel=1e-12)
+    assert result["eval_theta0"]["eval_loss"] > result["eval"]["eval_loss"]  # 16 updates moved toward theta*
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["eval_theta0"] == result["eval_theta0"]
+    assert f"eval_loss {result['eval']['eval_loss']:.6g} (theta_0 {expected:.6g})" in captured.err
+    again = _run_toy(tmp_path / "again.json")  # the reference eval does not disturb the episode
+    assert again["eval"] == result["eval"] and again["actions"] == result["actions"]
+    assert "eval_theta0" not in _run_toy(tmp_path / "none.json", "--no-reference")
+
+
+def test_run_set_passes_env_keywords(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plain = _run_toy(tmp_path / "plain.json")
+    dim4 = _run_toy(tmp_path / "dim4.json", "--set", "dim=4", "--set", "noise=0.25")
+    assert dim4["env_kwargs"] == {"budget": 16, "dim": 4, "noise": 0.25}
+    assert dim4["eval"] != plain["eval"]
+    for pairs, message in ((["--set", "sise=1"], r"--set sise=\.\.\.: vpt/Toy-Alignment-v0 has no keyword 'sise'; "
+                                                 r"accepted: \['batch_size'"),
+                           (["--set", "budget=3"], r"--set budget=\.\.\.: use --budget"),
+                           (["--set", "dim"], r"--set takes KEY=VALUE, got 'dim'")):
+        with pytest.raises(SystemExit, match=message):
+            _run_toy(tmp_path / "bad.json", *pairs)

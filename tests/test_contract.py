@@ -224,6 +224,8 @@ def test_full_episode_contract_and_determinism(env_id: str) -> None:
     assert "eval" in final and final["eval"], "no held-out eval at the episode end"
     for key, value in final["eval"].items():
         assert type(value) is float and math.isfinite(value), f"eval[{key!r}] = {value!r}"
+    # the metrics a suite may rank by (checked when a suite loads) are the ones the env reports
+    assert set(final["eval"]) == set(ENV_IDS[env_id]["eval_metrics"]), "ENV_IDS eval_metrics is out of date"
 
     # Determinism: a separately made env, same seed, same actions -> bitwise identical rollout.
     assert len(run_b[0]) == len(observations)

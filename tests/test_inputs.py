@@ -62,3 +62,34 @@ def test_feedback_batch_size_sets_the_refresh_batch():
     domains.reset(seed=0)
     parts = domains.feedback.sample_batch().parts
     assert {name: part.num_examples for name, part in parts.items()} == {"gsm8k": 2, "code": 2}
+
+
+# Found by tests/test_fuzz.py: before the registry checked keywords, each of these raised a TypeError or a
+# RuntimeError from deep inside the build, or was accepted.
+KEYWORD_CASES = [
+    ("vpt/Toy-Alignment-v0", "dim", 2.5), ("vpt/Toy-Alignment-v0", "num_sources", 2.5),
+    ("vpt/Toy-Alignment-v0", "batch_size", 2.5), ("vpt/Toy-Alignment-v0", "world_seed", 2.5),
+    ("vpt/Toy-Alignment-v0", "world_seed", "0"), ("vpt/Toy-Alignment-v0", "world_seed", -1),
+    ("vpt/Toy-Alignment-v0", "lr", "0.1"), ("vpt/Toy-Alignment-v0", "omega", float("nan")),
+    ("vpt/Toy-Alignment-v0", "noise", float("inf")), ("vpt/Toy-Alignment-v0", "radius", float("inf")),
+    ("vpt/LM-SoftTargets-v0", "lr", float("inf")), ("vpt/LM-SoftTargets-v0", "math_fraction", "0.5"),
+    ("vpt/LM-SoftTargets-v0", "alignment", 2.5), ("vpt/LM-SoftTargets-v0", "data", 3),
+    ("vpt/LM-SoftTargets-v0", "alphas", 0.3), ("vpt/LM-SoftTargets-v0", "top_k", 2.5),
+    ("vpt/SSL-Mask-v0", "split_seed", -1),
+]
+
+
+@pytest.mark.parametrize(("env_id", "key", "value"), KEYWORD_CASES, ids=lambda v: str(v))
+def test_bad_env_keywords_are_value_errors_naming_them(env_id: str, key: str, value, data_dir) -> None:
+    from vpt_gym.envs import ENV_IDS
+
+    if env_id.startswith("vpt/SSL-"):
+        pytest.importorskip("torchvision")
+    with pytest.raises(ValueError) as err:
+        gym.make(env_id, **{**ENV_IDS[env_id]["smoke_kwargs"], key: value})
+    assert key in str(err.value) and repr(value) in str(err.value), str(err.value)
+
+
+def test_an_unknown_keyword_names_the_accepted_ones() -> None:
+    with pytest.raises(ValueError, match=r"vpt/LM-SoftTargets-v0 has no keyword\(s\) \['sise'\]; accepted: \[.*'size'"):
+        gym.make("vpt/LM-SoftTargets-v0", sise="tiny")

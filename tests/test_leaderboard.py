@@ -91,7 +91,7 @@ def test_cli_leaderboard_and_validate(tmp_path: Path, capsys) -> None:
     assert main(["leaderboard", str(RESULTS), "--out", str(tmp_path / "lb"), "--no-plots", "--reps", "200"]) == 0
     assert "| 1 | greedy |" in capsys.readouterr().out
     assert main(["validate", str(RESULTS), "--row", "0"]) == 0
-    assert "row 0: vpt/Toy-Alignment-v0 fixed seed 0: ok (replay, tolerance 0.0)" in capsys.readouterr().out
+    assert "row 0: vpt/Toy-Alignment-v0 fixed seed 0: ok (replay, tolerance 0.0, torch threads 1)" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--row 99 is outside 0..19"):
         main(["validate", str(RESULTS), "--row", "99"])
     with pytest.raises(SystemExit, match="does not exist"):

@@ -4,7 +4,8 @@ Blocks run in one temporary working directory per session (``README_WORKDIR``), 
 an earlier one wrote (``results/``, ``runs/``, ``my_designer.py``). The folder holds links to the repository's
 ``benchmarks/`` and to the data folder as ``../shared/data``, so the README's commands run unchanged; the
 environment has ``HF_HUB_OFFLINE=1``, ``VPT_GYM_DATA`` (the data folder) and the session's ``VPT_GYM_CACHE``
-(``tests/conftest.py``). Python blocks run in this process (``exec``), shell blocks in ``bash -eo pipefail``.
+(``tests/conftest.py``), and no thread-count variable (``OMP_NUM_THREADS`` ...: a plain shell has none). Each block
+runs in a fresh process: python blocks as a script file, shell blocks in ``bash -eo pipefail``.
 
 A block whose first line is ``# NAME.py`` or ``# NAME.toml`` is written to ``NAME`` when the folder is made (the
 README tells the reader to save it so); a python one also runs. An HTML comment right before a fence marks it
@@ -117,10 +118,15 @@ def readme_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""Removed from a block's environment: a new user's shell does not set them (setting them hid a hang)."""
+
+
 def _shell_env() -> dict[str, str]:
-    env = dict(os.environ)  # conftest has set VPT_GYM_DATA, VPT_GYM_CACHE and HF_HUB_OFFLINE
+    """The environment of a user's plain shell: this one (conftest has set ``VPT_GYM_DATA``, ``VPT_GYM_CACHE``
+    and ``HF_HUB_OFFLINE``) with the venv's ``vpt-gym`` on ``PATH`` and no thread-count variables."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # the venv's vpt-gym
-    env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
@@ -150,6 +156,14 @@ def test_readme_block_runs(block: Block, readme_workdir: Path) -> None:
         if not torch.cuda.is_available():
             pytest.skip(f"README.md:{block.line}: {block.reason} (no CUDA device here)")
     _run(block, readme_workdir)
+
+
+def test_blocks_run_without_thread_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    env = _shell_env()
+    assert not set(THREAD_VARIABLES) & set(env)
+    assert env["VPT_GYM_DATA"] == os.environ["VPT_GYM_DATA"]
 
 
 def test_parse_blocks_reads_markers_and_files() -> None:
@@ -280,3 +294,16 @@ def test_troubleshooting_lists_the_current_messages(tmp_path: Path) -> None:
     assert "'no_such_data_folder' does not exist (data='no_such_data_folder'" in _error_of(_missing_data)
     assert "(accepted: 0..4; env.unwrapped.task_names lists the menu)" in _error_of(_bad_action)
     assert "missing: ['name', 'reset', 'act', 'observe']" in _error_of(lambda: _not_a_designer(tmp_path))
+
+
+def test_train_numbers_are_for_the_commands_budget() -> None:
+    """The PPO / fixed / random numbers quoted after the `vpt-gym train` example are for the budget its
+    commands run at (the commands once used the default 256 while the numbers were for 64)."""
+    text = README.read_text(encoding="utf-8")
+    block = next(b for b in RUNNABLE if "vpt-gym train vpt/Toy-Alignment-v0" in b.code)
+    train, run = (line for line in block.code.splitlines() if line.startswith("vpt-gym "))
+    budget = re.search(r"--budget (\d+)", train)
+    assert budget is not None and f"--budget {budget.group(1)}" in run, block.code
+    after = text[text.index(block.code):]
+    quoted = after[:after.index("rl-zoo3's format")]
+    assert f"at budget {budget.group(1)}" in quoted, quoted

@@ -120,12 +120,13 @@ def test_same_seed_same_config_and_actions(runs: dict[str, Path], tmp_path: Path
 def test_cli_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "a2c"
     assert main(["train", TOY, "--algo", "a2c", "--timesteps", "64", "--seed", "3", "--budget", "16",
-                 "--out", str(out), "--no-normalize", "--hyperparameter", "n_steps=8",
+                 "--out", str(out), "--no-normalize", "--hyperparameter", "n_steps=8", "--threads", "1",
                  "--hyperparameter", 'policy_kwargs={"net_arch": [16]}']) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["designer"] == f"sb3:{out}" and summary["env_kwargs"] == {"budget": 16}
     config = json.loads((out / "config.json").read_text())
     assert config["algo"] == "a2c" and config["seed"] == 3 and config["normalize"] is False
+    assert summary["torch_threads"] == config["torch_threads"] == 1
     assert config["hyperparameters"] == {**hyperparameters("a2c"), "n_steps": 8, "policy_kwargs": {"net_arch": [16]}}
     assert (out / "model.zip").is_file() and not (out / "vecnormalize.pkl").exists()
     assert main(["run", TOY, "--designer", f"sb3:{out}", "--budget", "16", "--no-progress"]) == 0
@@ -214,8 +215,11 @@ def test_sb3_designer_rejects_missing_and_corrupt_runs(runs: dict[str, Path], tm
     with pytest.raises(ValueError, match="corrupt statistics"):
         SB3Designer(env, bad)
     other = gym.make(TOY, budget=BUDGET, num_sources=6)  # Discrete(7), 22 features
-    with pytest.raises(ValueError, match="observation shape"):
+    with pytest.raises(ValueError, match="observation shape") as err:
         SB3Designer(other, runs["ppo"])
+    # names the env (and configuration) it was trained on, and this one
+    assert f"was trained on {TOY} {{'budget': {BUDGET}}} (observation shape (18,)); this env, {TOY}, has " \
+        "observation shape (22,)" in str(err.value)
 
 
 @pytest.mark.parametrize("algo", ["a2c", "dqn", "ppo"])

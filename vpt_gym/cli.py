@@ -9,7 +9,7 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 
 CARD_HEADINGS = ("Description", "Action Space", "Observation Space", "Reward", "Episode End", "Budget", "Arguments",
@@ -140,6 +140,39 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+_OPTION_KEYWORDS = {"budget": "--budget", "reward": "--reward", "size": "--size", "device": "--device",
+                    "data": "--data", "model": "--model"}
+"""Env keywords that have their own option (``--set`` refuses them)."""
+
+
+def _set_overrides(env_id: str, pairs: Sequence[str]) -> dict:
+    """``--set KEY=VALUE`` pairs as ``gymnasium.make`` keywords (VALUE is JSON, else a string), checked
+    against the env's keywords before anything is built.
+
+    Raises:
+        SystemExit: a pair without ``=``, a keyword the env does not take (the message lists them), or one with
+            its own option.
+    """
+    from vpt_gym.envs import env_keywords
+
+    accepted = env_keywords(env_id)
+    overrides: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --set takes KEY=VALUE, got {pair!r}")
+        if key in _OPTION_KEYWORDS:
+            raise SystemExit(f"error: --set {key}=...: use {_OPTION_KEYWORDS[key]}")
+        if key not in accepted:
+            raise SystemExit(f"error: --set {key}=...: {env_id} has no keyword {key!r}; accepted: "
+                             f"{[k for k in accepted if k not in _OPTION_KEYWORDS]}")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return overrides
+
+
 def _env_kwargs(args: argparse.Namespace) -> dict:
     kwargs: dict = {"budget": args.budget, "reward": args.reward}
     if not args.env_id.startswith("vpt/Toy-"):
@@ -152,7 +185,49 @@ def _env_kwargs(args: argparse.Namespace) -> dict:
     elif args.data is not None or args.model is not None or args.size is not None:
         raise SystemExit(f"error: --data/--model/--size do not apply to the toy env {args.env_id} (it has no data "
                          "or model); drop them")
-    return {k: v for k, v in kwargs.items() if v is not None}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    kwargs.update(_set_overrides(args.env_id, args.set))
+    return kwargs
+
+
+def theta0_eval(env) -> dict[str, float]:
+    """The held-out eval of the base checkpoint theta_0 (the reference an episode's ``eval`` improves on).
+
+    Resets ``env`` (so call it after the episode: the reset restores theta_0 bit-for-bit) and runs the eval
+    split on the learner as it is; the same numbers for every designer and seed of an env configuration.
+    """
+    import torch
+
+    base = env.unwrapped
+    base.reset(seed=0)
+    with torch.no_grad():
+        return {k: float(v) for k, v in base.feedback.evaluate(base.learner).items()}
+
+
+THREADS_NOTE = ("note: {threads} torch threads (torch's default here); a CPU rerun reproduces this result bitwise "
+                "only with the same count: --threads {threads} (`vpt-gym bench` rows record theirs in torch_threads)")
+"""Printed on stderr by ``run``/``train`` without ``--threads`` when torch uses more than one thread."""
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[int]:
+    """Within the block torch uses ``threads`` CPU threads (its current count for ``None``); yields the count
+    and restores the previous one on exit.
+
+    Raises:
+        SystemExit: ``threads`` < 1.
+    """
+    import torch
+
+    if threads is not None and threads < 1:
+        raise SystemExit(f"error: --threads must be >= 1, got {threads}")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -179,16 +254,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.out is not None and Path(args.out).is_dir():
         raise SystemExit(f"error: --out {args.out} is a folder; give a file path such as results/result.json")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        env = gym.make(args.env_id, **_env_kwargs(args))
-        designer = make_designer(args.designer, env)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise SystemExit(f"error: {exc}") from exc
-    result = run_episode(env, designer, seed=args.seed, progress=not args.no_progress)
+    with _torch_threads(args.threads) as threads:
+        try:
+            env = gym.make(args.env_id, **_env_kwargs(args))
+            designer = make_designer(args.designer, env)
+        except (ValueError, FileNotFoundError, ImportError, TypeError) as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        result = run_episode(env, designer, seed=args.seed, progress=not args.no_progress)
+        if not args.no_reference:
+            result["eval_theta0"] = theta0_eval(env)
+        env.close()
     result["env_kwargs"] = _env_kwargs(args)
-    summary = {k: result[k] for k in ("env_id", "designer", "seed", "return", "eval", "ledger", "feedback_source",
-                                       "diverged", "wall_clock_s")}
+    keys = ("env_id", "designer", "seed", "return", "eval", "eval_theta0", "ledger", "feedback_source", "diverged",
+            "wall_clock_s", "torch_threads")
+    summary = {k: result[k] for k in keys if k in result}
     print(json.dumps(summary, indent=2))
+    if "eval_theta0" in result:
+        pairs = [f"{k} {v:.6g} (theta_0 {result['eval_theta0'][k]:.6g})" for k, v in result["eval"].items()
+                 if isinstance(v, (int, float)) and k in result["eval_theta0"]]
+        print("eval after the episode vs the base checkpoint: " + ", ".join(pairs), file=sys.stderr)
+    if args.threads is None and threads > 1:
+        print(THREADS_NOTE.format(threads=threads), file=sys.stderr)
     if args.out is not None:
         write_json_atomic(args.out, result)
         print(f"wrote {args.out}", file=sys.stderr)
@@ -223,23 +309,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = _hyperparameter_overrides(args.hyperparameter)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     env_kwargs = _env_kwargs(args)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):  # SB3's rich progress bar; stdout is the JSON summary
-            out = train(args.env_id, args.algo, args.timesteps, args.seed, args.out, env_kwargs=env_kwargs,
-                        progress=not args.no_progress, normalize=not args.no_normalize, overrides=overrides)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise SystemExit(f"error: {exc}") from exc
+    with _torch_threads(args.threads) as threads:
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # SB3's rich progress bar; stdout is the JSON summary
+                out = train(args.env_id, args.algo, args.timesteps, args.seed, args.out, env_kwargs=env_kwargs,
+                            progress=not args.no_progress, normalize=not args.no_normalize, overrides=overrides)
+        except (ValueError, FileNotFoundError, ImportError) as exc:
+            raise SystemExit(f"error: {exc}") from exc
     print(json.dumps({"run_dir": str(out), "designer": f"sb3:{out}", "env_id": args.env_id, "algo": args.algo,
-                      "timesteps": args.timesteps, "seed": args.seed, "env_kwargs": env_kwargs}, indent=2))
+                      "timesteps": args.timesteps, "seed": args.seed, "env_kwargs": env_kwargs,
+                      "torch_threads": threads}, indent=2))
+    if args.threads is None and threads > 1:
+        print(THREADS_NOTE.format(threads=threads), file=sys.stderr)
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark suite (resumable) into a results JSONL file."""
-    from vpt_gym.benchmark.runner import run_suite
-    from vpt_gym.benchmark.suites import load_suite
-
     import signal
+
+    from vpt_gym.benchmark.runner import run_suite
+    from vpt_gym.benchmark.suites import SuiteError, load_suite
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
@@ -257,7 +347,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 designers = [*designers, *(d.label for d in suite.designers if d.label not in before)]
         rows = run_suite(suite, args.out, designers=designers, seeds=args.seeds, workers=args.workers,
                          backend=args.backend, torch_threads=args.threads, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, ImportError, KeyError) as exc:
+    except SuiteError as exc:  # every problem of the suite file, one line each
+        raise SystemExit("\n".join(f"error: {line}" for line in exc.errors)) from exc
+    except (ValueError, FileNotFoundError, ImportError, KeyError, TypeError) as exc:
         raise SystemExit(f"error: {exc}") from exc
     except KeyboardInterrupt:
         from vpt_gym.benchmark.results import read_rows
@@ -312,7 +404,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         r = rows[i]
         status = "ok" if report["ok"] else "MISMATCH"
         print(f"row {i}: {r['env_id']} {r['designer']} seed {r['seed']}: {status} ({report['mode']}, "
-              f"tolerance {report['tolerance']})")
+              f"tolerance {report['tolerance']}, torch threads {report['torch_threads']})")
+        if "torch_threads" not in r:
+            print(f"  note: the row does not record its torch thread count; replayed with {report['torch_threads']}: "
+                  "a CPU replay is bitwise only at the count the row ran with", file=sys.stderr)
         for key, (recorded, replayed) in report["mismatches"].items():
             print(f"  {key}: recorded {recorded}, replayed {replayed}")
         failed += not report["ok"]
@@ -331,6 +426,11 @@ def _add_env_arguments(parser: argparse.ArgumentParser) -> None:
                         "digits, or an ImageFolder path")
     parser.add_argument("--model", default=None, help="size=paper: local path or hub id of a causal LM")
     parser.add_argument("--device", default="auto", help="learner device: auto | cpu | cuda")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other gymnasium.make keyword of the env (repeatable; VALUE is JSON, else a string), "
+                        "e.g. --set eval_items=16 --set feedback_period=4")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, about the "
+                        "cores); a CPU rerun is bitwise only with the same count (a bench row's torch_threads)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -349,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "model saved by `vpt-gym train`, or your own class as FILE.py:ClassName")
     run.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     run.add_argument("--out", default=None, help="write the full result (with action log) as JSON here")
+    run.add_argument("--no-reference", action="store_true", help="skip eval_theta0, the eval of the base "
+                     "checkpoint theta_0 printed beside the final eval (one more eval pass)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.set_defaults(func=cmd_run)
     train = sub.add_parser("train", help="train a Stable-Baselines3 designer (needs vpt-gym[sb3])")
@@ -397,7 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vpt-gym`` console script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:  # Ctrl-C before a subcommand handles it (e.g. while importing torch)
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

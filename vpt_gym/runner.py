@@ -58,9 +58,13 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
         A JSON-safe dict: ``env_id``, ``designer``, ``seed``, ``return``, ``eval``, ``ledger``, ``actions``
         (the action log), ``tasks`` (task names), ``trajectory`` (per decision: ``learner_updates``,
         ``reward``, ``pretrain_loss``, ``feedback_loss``; the loss of the feedback gradient last refreshed),
-        ``feedback_source``, ``diverged``, ``wall_clock_s``,
-        ``vpt_gym_version``.
+        ``feedback_source``, ``diverged``, ``wall_clock_s`` (the episode, from ``designer.reset``: the env's
+        construction, e.g. a one-time base-checkpoint build, is not in it), ``cpu_s`` (CPU seconds of this
+        process over the same span, all threads: unlike the wall-clock, not inflated by other processes
+        sharing the cores), ``torch_threads`` (``torch.get_num_threads()``
+        during the episode: CPU rollouts are bitwise reproducible at the same count only), ``vpt_gym_version``.
     """
+    import torch
     from tqdm.auto import tqdm
 
     from vpt_gym import __version__
@@ -71,7 +75,7 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
             "vpt_gym.agents.make_designer(name, env) or DESIGNERS[name](env)"
         )
     base = env.unwrapped
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     designer.reset(seed)
     obs, info = env.reset(seed=seed)
     feedback_source = info.get("feedback_source")
@@ -113,5 +117,7 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
         "terminated": bool(terminated),
         "truncated": bool(truncated),
         "wall_clock_s": time.perf_counter() - start,
+        "cpu_s": time.process_time() - cpu_start,
+        "torch_threads": torch.get_num_threads(),
         "vpt_gym_version": __version__,
     })

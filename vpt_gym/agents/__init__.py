@@ -230,3 +230,76 @@ def _vpretraining_random_feedback(env: gym.Env, **kwargs: Any) -> Designer:
 
 DESIGNERS["vpretraining"] = _vpretraining
 DESIGNERS["vpretraining_random_feedback"] = _vpretraining_random_feedback
+
+_FORWARDED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "vpretraining": ("vpt_gym.agents.vpretraining:VPretrainingDesigner", ()),
+    "vpretraining_random_feedback": ("vpt_gym.agents.vpretraining:VPretrainingDesigner", ("feedback",)),
+}
+"""Factories of :data:`DESIGNERS` that forward ``**kwargs``: the class they build and the keywords they set."""
+
+DESIGNER_METHODS = ("reset", "act", "observe")
+"""The methods a designer class must define (``name`` may be set per instance, so it is checked on objects)."""
+
+
+def designer_keywords(name: str) -> tuple[str, ...]:
+    """The constructor keywords the designer ``name`` accepts (after the env), sorted.
+
+    ``name`` is anything :func:`make_designer` takes; ``sb3:RUN_DIR`` takes none. A factory that accepts any
+    keyword (``**kwargs`` that it does not forward to a known class) gives ``("*",)``.
+
+    Raises:
+        ValueError: an unknown name; FileNotFoundError / ImportError: a user designer that cannot be loaded.
+    """
+    import importlib
+    import inspect
+
+    if name == "sb3" or name.startswith("sb3:"):
+        return ()
+    if name in _FORWARDED:
+        target, bound = _FORWARDED[name]
+        module, _, attr = target.partition(":")
+        factory, skip = getattr(importlib.import_module(module), attr), set(bound)
+    elif ":" in name:
+        factory, skip = load_designer_class(name), set()
+    elif name in DESIGNERS:
+        factory, skip = DESIGNERS[name], set()
+    else:
+        raise ValueError(f"unknown designer {name!r}; accepted: {sorted(DESIGNERS)}, sb3:RUN_DIR (a model saved by "
+                         "`vpt-gym train`) or your own class as FILE.py:ClassName")
+    try:
+        parameters = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):  # no introspectable signature (a C callable): accept anything
+        return ("*",)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return ("*",)
+    positional = [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                       inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    env_parameter = positional[0].name if positional else None  # factory(env, **kwargs)
+    return tuple(sorted(p.name for p in parameters
+                        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+                        and p.name != env_parameter and p.name not in skip))
+
+
+def check_designer(name: str, kwargs: Any = None) -> None:
+    """Check, without an env, that ``name`` builds a designer and takes ``kwargs`` (a mapping of keywords).
+
+    A user class must define :data:`DESIGNER_METHODS`; every keyword must be one of
+    :func:`designer_keywords`.
+
+    Raises:
+        ValueError: an unknown name, a keyword the designer does not take (names it and the accepted ones),
+            or a user class that is not a Designer (names the missing methods).
+        FileNotFoundError / ImportError: a user designer that cannot be loaded.
+    """
+    if ":" in name and not name.startswith("sb3:"):
+        factory = load_designer_class(name)
+        if isinstance(factory, type):
+            missing = [m for m in DESIGNER_METHODS if not callable(getattr(factory, m, None))]
+            if missing:
+                raise ValueError(f"designer {name!r} is not a vpt_gym Designer (missing: {missing}); it needs name, "
+                                 "reset(seed), act(observation, info) and observe(action, reward, observation, "
+                                 "terminated, truncated, info)")
+    accepted = designer_keywords(name)
+    unknown = sorted(set(kwargs or {}) - set(accepted)) if "*" not in accepted else []
+    if unknown:
+        raise ValueError(f"designer {name!r} takes no keyword(s) {unknown}; accepted: {list(accepted)}")

@@ -21,21 +21,28 @@ Observations:
       belongs to neither ``action`` nor (for importance-weighted EXP3) to an arm with a known choice
       probability. Counted in ``masked_rewards``.
     - a non-finite reward (``nan``, ``±inf``): counted in ``skipped_rewards``; statistics stay as they were.
-Reward normalization (``reward_scale``; UCB1, EXP3, Thompson sampling, discounted UCB):
-    The alignment reward is unbounded and its scale varies by orders of magnitude across envs, while UCB
-    and EXP3 assume rewards in [0, 1]. ``reward_scale="running"`` (default) maps a reward ``r`` to
-    ``x = (r - lo) / (hi - lo)`` in [0, 1], with ``lo``/``hi`` the running min/max of this episode's finite
-    rewards (``x = 1/2`` while ``hi == lo``); past statistics are re-expressed on the current ``lo``/``hi``
-    (the map is affine, so this is exact). ``reward_scale=s > 0`` fixes the range to ``[-s, s]``, and
-    ``reward_scale=(low, high)`` to ``[low, high]``; rewards outside are clipped. Internally rewards are
-    stored divided by the running max ``|r|`` (so in [-1, 1]) and re-divided when it grows: any finite
-    reward, ``±1e30`` or ``±1.7e308`` included, never overflows. One outlier widens the range for the rest
-    of the episode (later rewards then look alike); pass a fixed range when the scale is known. Thompson
-    sampling uses the scaled reward ``r / max|r|`` (no shift), so its prior mean 0 stays "zero reward".
+Reward normalization (``reward_scale``, ``reward_window``; every learning bandit):
+    The alignment reward is unbounded and its scale varies by orders of magnitude across envs and, on the
+    LM envs, between g_down refreshes of one episode, while UCB and EXP3 assume rewards in [0, 1]. Each
+    finite reward ``r`` is mapped once, when it is observed, and only the mapped value enters the
+    statistics (nothing is re-expressed later):
+
+    - ``x = (r - lo) / (hi - lo)`` in [0, 1] (UCB1, EXP3, discounted UCB; ``x = 1/2`` while ``hi == lo``);
+    - ``u = r / max|r|`` in [-1, 1] (ε-greedy, Thompson sampling: no shift, so 0 stays "zero reward").
+
+    ``reward_scale="running"`` (default): ``lo``, ``hi`` and ``max|r|`` are taken over the last
+    ``reward_window`` finite rewards (default 256), ``r`` itself included. An outlier burst therefore
+    counts at most 1 per reward in the statistics, and ``reward_window`` rewards after it has passed,
+    ordinary rewards are resolved again (with an episode-long range they became indistinguishable, and
+    EXP3, UCB1 and discounted UCB stopped learning). ``reward_scale=s > 0`` fixes the range to ``[-s, s]``,
+    ``reward_scale=(low, high)`` to ``[low, high]``; rewards outside are clipped. Everything is computed in
+    units of the range's largest magnitude, so any finite reward, ``±1e30`` or ``±1.7e308`` included,
+    never overflows or warns.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 from numbers import Real
 from typing import Any, Callable
@@ -55,21 +62,21 @@ __all__ = [
 
 
 class RewardNormalizer:
-    """Maps rewards to [0, 1] (running or fixed range) while storing them overflow-free (see module doc).
-
-    Attributes:
-        scale: the divisor M of stored rewards ``u = r / M`` (running max ``|r|``, or ``max(|low|, |high|)``).
-        low_u, high_u: the range in stored units (``lo / M``, ``hi / M``).
+    """Maps each reward, when observed, into [0, 1] and [-1, 1] by a recent or fixed range (module doc).
 
     Args:
-        reward_scale: ``"running"``, a positive finite float ``s`` (range ``[-s, s]``), or a ``(low, high)``
-            pair of finite floats with ``low < high``.
+        reward_scale: ``"running"`` (the range of the last ``window`` finite rewards), a positive finite
+            float ``s`` (range ``[-s, s]``), or a ``(low, high)`` pair of finite floats with ``low < high``.
+        window: finite rewards the running range covers, an integer in [1, 1_000_000].
+
+    Attributes:
+        fixed: the fixed ``(low, high)`` range, or ``None`` for the running one.
 
     Raises:
-        ValueError: any other ``reward_scale``.
+        ValueError: any other ``reward_scale`` or ``window``.
     """
 
-    def __init__(self, reward_scale: str | float | tuple[float, float] = "running") -> None:
+    def __init__(self, reward_scale: str | float | tuple[float, float] = "running", window: int = 256) -> None:
         accepted = "accepted: 'running', a float s > 0, or a (low, high) pair of finite floats with low < high"
         if isinstance(reward_scale, str):
             if reward_scale != "running":
@@ -87,44 +94,34 @@ class RewardNormalizer:
             self.fixed = (-s, s)
         else:
             raise ValueError(f"reward_scale={reward_scale!r} is not valid; {accepted}")
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 1 <= window <= 1_000_000:
+            raise ValueError(f"reward_window={window!r} is outside its range: an integer in [1, 1000000]")
+        self.window = int(window)
         self.reset()
 
     def reset(self) -> None:
-        """Forget the running range (fixed ranges are kept)."""
-        if self.fixed is None:
-            self.scale, self.low_u, self.high_u = 0.0, math.inf, -math.inf
-        else:
-            low, high = self.fixed
-            self.scale = max(abs(low), abs(high))
-            self.low_u, self.high_u = low / self.scale, high / self.scale
+        """Forget the running range (a fixed range is kept)."""
+        self._recent: collections.deque[float] = collections.deque(maxlen=self.window)
 
     def update(self, reward: float) -> tuple[float, float]:
-        """Record a finite reward.
+        """Record a finite reward and map it.
 
         Returns:
-            ``(u, factor)``: the reward in stored units, in [-1, 1], and the factor in (0, 1] (0 when every
-            earlier reward was 0) by which stored sums linear in ``u`` must be multiplied (its square for
-            quadratic ones) because ``scale`` grew.
+            ``(x, u)``: ``x`` in [0, 1] (min-max map of the range) and ``u`` in [-1, 1] (``r`` over the
+            range's largest magnitude; 0 when that is 0).
         """
         if self.fixed is not None:
             low, high = self.fixed
-            return min(max(reward, low), high) / self.scale, 1.0
-        factor = 1.0
-        if abs(reward) > self.scale:
-            factor = self.scale / abs(reward)
-            self.scale = abs(reward)
-            if self.low_u <= self.high_u:  # some reward seen: re-express the range
-                self.low_u *= factor
-                self.high_u *= factor
-        u = reward / self.scale if self.scale > 0 else 0.0
-        self.low_u, self.high_u = min(self.low_u, u), max(self.high_u, u)
-        return u, factor
-
-    def unit(self, u: np.ndarray | float) -> np.ndarray | float:
-        """Stored-unit value(s) mapped affinely to [0, 1] by the current range (1/2 for an empty range)."""
-        if not self.high_u > self.low_u:
-            return np.zeros_like(u) + 0.5 if isinstance(u, np.ndarray) else 0.5
-        return (u - self.low_u) / (self.high_u - self.low_u)
+            reward = min(max(reward, low), high)
+        else:
+            self._recent.append(reward)
+            low, high = min(self._recent), max(self._recent)
+        scale = max(abs(low), abs(high))
+        if scale == 0.0:
+            return 0.5, 0.0
+        r, lo, hi = reward / scale, low / scale, high / scale  # in [-1, 1]: no overflow
+        x = 0.5 if hi == lo else (r - lo) / (hi - lo)
+        return min(max(x, 0.0), 1.0), r
 
 
 class _BanditDesigner:
@@ -253,8 +250,9 @@ class EpsilonGreedyDesigner(_BanditDesigner):
     """ε-greedy on sample-average action values.
 
     With probability ``epsilon`` a uniformly random unmasked task, otherwise the unmasked task with the
-    largest sample average of its rewards (ties at random; untried tasks have value ``initial_value``).
-    Averages use the incremental rule Q <- Q (1 - 1/n) + r / n, a convex combination that never overflows.
+    largest sample average of its scaled rewards u = r / (recent max |r|) in [-1, 1] (module docstring;
+    ties at random; untried tasks have value ``initial_value``). Averages use the incremental rule
+    Q <- Q (1 - 1/n) + u / n, a convex combination that never overflows.
 
     Source: Sutton & Barto, Reinforcement Learning: An Introduction (2nd ed. 2018), §2.2-2.4 (ε-greedy,
     sample averages, incremental implementation).
@@ -262,22 +260,28 @@ class EpsilonGreedyDesigner(_BanditDesigner):
     Args:
         env: the env (``Discrete`` action space).
         epsilon: exploration probability in [0, 1].
-        initial_value: Q_1 of every task, finite (same unit as the reward).
+        initial_value: Q_1 of every task in scaled-reward units, in [-1, 1] (0: "zero reward").
+        reward_scale: ``"running"``, ``s > 0`` or ``(low, high)`` (module docstring).
+        reward_window: rewards the running scale covers, in [1, 1_000_000] (module docstring).
 
     Raises:
-        ValueError: ``epsilon`` outside [0, 1], non-finite ``initial_value``, or a non-``Discrete`` space.
+        ValueError: ``epsilon`` or ``initial_value`` outside [0, 1] / [-1, 1], a bad ``reward_scale`` or
+            ``reward_window``, or a non-``Discrete`` space.
     """
 
     name = "epsilon_greedy"
 
-    def __init__(self, env: gym.Env, *, epsilon: float = 0.1, initial_value: float = 0.0) -> None:
+    def __init__(self, env: gym.Env, *, epsilon: float = 0.1, initial_value: float = 0.0,
+                 reward_scale: str | float | tuple[float, float] = "running", reward_window: int = 256) -> None:
         self.epsilon = _check("epsilon", epsilon, lambda v: 0.0 <= v <= 1.0, "[0, 1]")
-        self.initial_value = _check("initial_value", initial_value, math.isfinite, "finite")
+        self.initial_value = _check("initial_value", initial_value, lambda v: -1.0 <= v <= 1.0, "[-1, 1]")
+        self.normalizer = RewardNormalizer(reward_scale, reward_window)
         super().__init__(env)
 
     def _reset_statistics(self) -> None:
+        self.normalizer.reset()
         self.values = np.full(self.num_arms, self.initial_value)
-        """Sample-average reward per arm, shape [K], float64 (reward unit)."""
+        """Sample-average scaled reward u per arm, shape [K], float64, in [-1, 1]."""
 
     def _select(self, valid: np.ndarray) -> int:
         if self._rng.random() < self.epsilon:
@@ -285,8 +289,9 @@ class EpsilonGreedyDesigner(_BanditDesigner):
         return self._argmax(self.values, valid)
 
     def _update(self, arm: int, reward: float) -> None:
+        _, u = self.normalizer.update(reward)
         n = self.counts[arm]
-        self.values[arm] = self.values[arm] * (1.0 - 1.0 / n) + reward / n
+        self.values[arm] = self.values[arm] * (1.0 - 1.0 / n) + u / n
 
 
 class UCB1Designer(_BanditDesigner):
@@ -303,22 +308,24 @@ class UCB1Designer(_BanditDesigner):
         env: the env (``Discrete`` action space).
         c: exploration coefficient >= 0 (0 is greedy).
         reward_scale: ``"running"``, ``s > 0`` or ``(low, high)`` (module docstring).
+        reward_window: rewards the running range covers, in [1, 1_000_000] (module docstring).
 
     Raises:
-        ValueError: ``c`` negative or non-finite, a bad ``reward_scale``, or a non-``Discrete`` space.
+        ValueError: ``c`` negative or non-finite, a bad ``reward_scale`` or ``reward_window``, or a
+            non-``Discrete`` space.
     """
 
     name = "ucb1"
 
-    def __init__(self, env: gym.Env, *, c: float = 1.0, reward_scale: str | float | tuple[float, float] = "running"
-                 ) -> None:
+    def __init__(self, env: gym.Env, *, c: float = 1.0, reward_scale: str | float | tuple[float, float] = "running",
+                 reward_window: int = 256) -> None:
         self.c = _check("c", c, lambda v: 0.0 <= v < math.inf, "[0, inf)")
-        self.normalizer = RewardNormalizer(reward_scale)
+        self.normalizer = RewardNormalizer(reward_scale, reward_window)
         super().__init__(env)
 
     def _reset_statistics(self) -> None:
         self.normalizer.reset()
-        self._mean_u = np.zeros(self.num_arms)
+        self._mean_x = np.zeros(self.num_arms)  # sample mean of the mapped rewards x in [0, 1]
 
     def _select(self, valid: np.ndarray) -> int:
         untried = valid & (self.counts == 0)
@@ -326,14 +333,12 @@ class UCB1Designer(_BanditDesigner):
             return self._argmax(np.zeros(self.num_arms), untried)
         t = self.counts.sum()
         bonus = np.sqrt(_safe_divide(np.full(self.num_arms, 2.0 * math.log(t)), self.counts, math.inf))
-        index = self.normalizer.unit(self._mean_u) + self.c * bonus
-        return self._argmax(index, valid)
+        return self._argmax(self._mean_x + self.c * bonus, valid)
 
     def _update(self, arm: int, reward: float) -> None:
-        u, factor = self.normalizer.update(reward)
-        self._mean_u *= factor
+        x, _ = self.normalizer.update(reward)
         n = self.counts[arm]
-        self._mean_u[arm] = self._mean_u[arm] * (1.0 - 1.0 / n) + u / n
+        self._mean_x[arm] = self._mean_x[arm] * (1.0 - 1.0 / n) + x / n
 
 
 class EXP3Designer(_BanditDesigner):
@@ -341,7 +346,8 @@ class EXP3Designer(_BanditDesigner):
 
     With K unmasked tasks, p_i = (1 - γ) w_i / Σ_j w_j + γ / K over unmasked tasks (0 for masked ones) and
     log w_i = (γ / n) Σ_t x̂_i(t), n = menu size, x̂_i(t) = x_t / p_i(t) when task i was chosen at t and 0
-    otherwise, x_t the reward mapped to [0, 1] (EXP3 assumes bounded rewards; ``reward_scale`` in the module
+    otherwise, x_t the reward mapped to [0, 1] when observed (EXP3 assumes bounded rewards, chosen by an
+    adversary: a map that moves with the recent range is such a sequence; ``reward_scale`` in the module
     docstring). Probabilities are a softmax of the log-weights computed with the log-sum-exp shift, so no
     reward, however large, overflows or yields NaN. ``probabilities`` holds the last distribution sampled.
 
@@ -357,34 +363,31 @@ class EXP3Designer(_BanditDesigner):
         env: the env (``Discrete`` action space).
         gamma: exploration rate in (0, 1].
         reward_scale: ``"running"``, ``s > 0`` or ``(low, high)`` (module docstring).
+        reward_window: rewards the running range covers, in [1, 1_000_000] (module docstring).
 
     Raises:
-        ValueError: ``gamma`` outside (0, 1], a bad ``reward_scale``, or a non-``Discrete`` space.
+        ValueError: ``gamma`` outside (0, 1], a bad ``reward_scale`` or ``reward_window``, or a
+            non-``Discrete`` space.
     """
 
     name = "exp3"
 
     def __init__(self, env: gym.Env, *, gamma: float = 0.1,
-                 reward_scale: str | float | tuple[float, float] = "running") -> None:
+                 reward_scale: str | float | tuple[float, float] = "running", reward_window: int = 256) -> None:
         self.gamma = _check("gamma", gamma, lambda v: 0.0 < v <= 1.0, "(0, 1]")
-        self.normalizer = RewardNormalizer(reward_scale)
+        self.normalizer = RewardNormalizer(reward_scale, reward_window)
         super().__init__(env)
 
     def _reset_statistics(self) -> None:
         self.normalizer.reset()
-        self._inverse_p = np.zeros(self.num_arms)  # Σ 1/p_i(t) over the steps task i was chosen
-        self._weighted_u = np.zeros(self.num_arms)  # Σ u_t/p_i(t) over the same steps (stored units)
+        self.estimates = np.zeros(self.num_arms)
+        """Σ_t x̂_i(t), the importance-weighted sums of mapped rewards, shape [K], float64, >= 0."""
         self.probabilities = np.zeros(self.num_arms)
         """The distribution of the last :meth:`act`, shape [K], float64 (zeros before the first)."""
 
     def distribution(self, valid: np.ndarray) -> np.ndarray:
         """The EXP3 distribution over arms for the ``valid`` mask, shape [K], float64, sums to 1."""
-        n = self.normalizer
-        if n.high_u > n.low_u:
-            estimate = (self._weighted_u - n.low_u * self._inverse_p) / (n.high_u - n.low_u)
-        else:
-            estimate = 0.5 * self._inverse_p
-        log_w = np.where(valid, (self.gamma / self.num_arms) * estimate, -np.inf)
+        log_w = np.where(valid, (self.gamma / self.num_arms) * self.estimates, -np.inf)
         log_w = log_w - log_w[valid].max()
         w = np.exp(log_w)
         k = int(valid.sum())
@@ -399,17 +402,16 @@ class EXP3Designer(_BanditDesigner):
         p = self.probabilities[arm]
         if not p > 0:  # not sampled by the last act(): the current distribution over the whole menu
             p = self.distribution(np.ones(self.num_arms, dtype=bool))[arm]
-        u, factor = self.normalizer.update(reward)
-        self._weighted_u *= factor
-        self._inverse_p[arm] += 1.0 / p
-        self._weighted_u[arm] += u / p
+        x, _ = self.normalizer.update(reward)
+        self.estimates[arm] += x / p
         self.probabilities = np.zeros(self.num_arms)
 
 
 class ThompsonSamplingDesigner(_BanditDesigner):
     """Gaussian Thompson sampling with an independent Normal-Inverse-Gamma posterior per task.
 
-    Model per task, on the scaled reward u = r / (running max |r|, or the fixed scale; module docstring):
+    Model per task, on the scaled reward u = r / (recent max |r|, or the fixed scale) in [-1, 1], mapped
+    when observed (module docstring):
     u ~ N(μ, σ²), prior σ² ~ InvGamma(``prior_shape``, ``prior_rate``), μ | σ² ~ N(``prior_mean``,
     σ² / ``prior_count``). Defaults (0, 1, 1, 0.25): prior mean "zero reward" worth one pseudo-observation,
     prior noise scale ~ half the largest reward seen (rewards are scaled into [-1, 1]). Each decision draws
@@ -429,21 +431,24 @@ class ThompsonSamplingDesigner(_BanditDesigner):
         prior_shape: α0 > 0.
         prior_rate: β0 > 0 (scaled-reward unit squared).
         reward_scale: ``"running"``, ``s > 0`` or ``(low, high)`` (module docstring).
+        reward_window: rewards the running scale covers, in [1, 1_000_000] (module docstring).
 
     Raises:
-        ValueError: a prior parameter outside its range, a bad ``reward_scale``, or a non-``Discrete`` space.
+        ValueError: a prior parameter outside its range, a bad ``reward_scale`` or ``reward_window``, or a
+            non-``Discrete`` space.
     """
 
     name = "thompson"
 
     def __init__(self, env: gym.Env, *, prior_mean: float = 0.0, prior_count: float = 1.0, prior_shape: float = 1.0,
-                 prior_rate: float = 0.25, reward_scale: str | float | tuple[float, float] = "running") -> None:
+                 prior_rate: float = 0.25, reward_scale: str | float | tuple[float, float] = "running",
+                 reward_window: int = 256) -> None:
         positive = lambda v: 0.0 < v < math.inf  # noqa: E731
         self.prior_mean = _check("prior_mean", prior_mean, math.isfinite, "finite")
         self.prior_count = _check("prior_count", prior_count, positive, "(0, inf)")
         self.prior_shape = _check("prior_shape", prior_shape, positive, "(0, inf)")
         self.prior_rate = _check("prior_rate", prior_rate, positive, "(0, inf)")
-        self.normalizer = RewardNormalizer(reward_scale)
+        self.normalizer = RewardNormalizer(reward_scale, reward_window)
         super().__init__(env)
 
     def _reset_statistics(self) -> None:
@@ -468,9 +473,7 @@ class ThompsonSamplingDesigner(_BanditDesigner):
         return self._argmax(mu, valid)
 
     def _update(self, arm: int, reward: float) -> None:
-        u, factor = self.normalizer.update(reward)
-        self._mean_u *= factor
-        self._sq_dev_u *= factor * factor
+        _, u = self.normalizer.update(reward)
         n = self.counts[arm]
         delta = u - self._mean_u[arm]
         self._mean_u[arm] = self._mean_u[arm] * (1.0 - 1.0 / n) + u / n
@@ -495,39 +498,40 @@ class DiscountedUCBDesigner(_BanditDesigner):
         discount: γ in (0, 1).
         xi: ξ > 0, exploration constant (default 0.6, just above the analysis' 1/2).
         reward_scale: ``"running"``, ``s > 0`` or ``(low, high)`` (module docstring).
+        reward_window: rewards the running range covers, in [1, 1_000_000] (module docstring).
 
     Raises:
-        ValueError: ``discount`` outside (0, 1), ``xi`` not positive, a bad ``reward_scale``, or a
-            non-``Discrete`` space.
+        ValueError: ``discount`` outside (0, 1), ``xi`` not positive, a bad ``reward_scale`` or
+            ``reward_window``, or a non-``Discrete`` space.
     """
 
     name = "discounted_ucb"
 
     def __init__(self, env: gym.Env, *, discount: float = 0.99, xi: float = 0.6,
-                 reward_scale: str | float | tuple[float, float] = "running") -> None:
+                 reward_scale: str | float | tuple[float, float] = "running", reward_window: int = 256) -> None:
         self.discount = _check("discount", discount, lambda v: 0.0 < v < 1.0, "(0, 1)")
         self.xi = _check("xi", xi, lambda v: 0.0 < v < math.inf, "(0, inf)")
-        self.normalizer = RewardNormalizer(reward_scale)
+        self.normalizer = RewardNormalizer(reward_scale, reward_window)
         super().__init__(env)
 
     def _reset_statistics(self) -> None:
         self.normalizer.reset()
         self._discounted_counts = np.zeros(self.num_arms)
-        self._discounted_u = np.zeros(self.num_arms)
+        self._discounted_x = np.zeros(self.num_arms)
 
     def _select(self, valid: np.ndarray) -> int:
         untried = valid & (self._discounted_counts == 0)
         if untried.any():
             return self._argmax(np.zeros(self.num_arms), untried)
         n_total = self._discounted_counts.sum()
-        mean_x = self.normalizer.unit(_safe_divide(self._discounted_u, self._discounted_counts, 0.0))
+        mean_x = _safe_divide(self._discounted_x, self._discounted_counts, 0.0)
         log_n = np.full(self.num_arms, self.xi * max(math.log(n_total), 0.0))
         padding = 2.0 * np.sqrt(_safe_divide(log_n, self._discounted_counts, math.inf))
         return self._argmax(mean_x + padding, valid)
 
     def _update(self, arm: int, reward: float) -> None:
-        u, factor = self.normalizer.update(reward)
+        x, _ = self.normalizer.update(reward)
         self._discounted_counts *= self.discount
-        self._discounted_u *= self.discount * factor
+        self._discounted_x *= self.discount
         self._discounted_counts[arm] += 1.0
-        self._discounted_u[arm] += u
+        self._discounted_x[arm] += x

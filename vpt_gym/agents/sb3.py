@@ -399,11 +399,18 @@ def train(env_id: str, algo: str, timesteps: int, seed: int, out_dir: str | os.P
         "hyperparameters": hyper,
         "timesteps": int(timesteps),
         "num_timesteps": int(model.num_timesteps),
+        "torch_threads": _torch_threads(),
         "seed": int(seed),
         "normalize": bool(normalize),
         "versions": _versions(),
     })
     return out
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 class SB3Designer:
@@ -457,12 +464,17 @@ class SB3Designer:
                 raise FileNotFoundError(f"SB3 designer: {str(stats_path)!r} is missing (the run normalized "
                                         "observations)")
             self.obs_stats = self._load_stats(stats_path)
+        trained_on = f"{self.config.get('env_id', '?')} {self.config.get('env_kwargs', {})}"
+        this_env = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        hint = f"train one on this env: vpt-gym train {this_env} --out RUN_DIR"
         if self.model.observation_space.shape != env.observation_space.shape:
-            raise ValueError(f"SB3 designer {str(path)!r}: model observation shape {self.model.observation_space.shape}"
-                             f" != env observation shape {env.observation_space.shape}")
+            raise ValueError(f"SB3 designer {str(path)!r} was trained on {trained_on} (observation shape "
+                             f"{self.model.observation_space.shape}); this env, {this_env}, has observation shape "
+                             f"{env.observation_space.shape}: {hint}")
         if self.model.action_space != env.action_space:
-            raise ValueError(f"SB3 designer {str(path)!r}: model action space {self.model.action_space} != env "
-                             f"action space {env.action_space}")
+            raise ValueError(f"SB3 designer {str(path)!r} was trained on {trained_on} (action space "
+                             f"{self.model.action_space}); this env, {this_env}, has action space "
+                             f"{env.action_space}: {hint}")
 
     @staticmethod
     def _load_stats(stats_path: Path) -> Any:

@@ -77,11 +77,14 @@ class DesignerStats:
     learner_updates: int
     diverged: int
     wall_clock_s: float
+    cpu_s: float = float("nan")
+    build_s: float = float("nan")
 
 
 @dataclass(frozen=True)
 class EnvBoard:
-    """The ranked designers of one env (best first)."""
+    """The ranked designers of one env (best first); ``data``: where its feedback data came from (one line,
+    :func:`describe_data`)."""
 
     env_id: str
     metric: str
@@ -90,6 +93,27 @@ class EnvBoard:
     suite: str
     suite_version: int
     designers: tuple[DesignerStats, ...]
+    data: str = ""
+
+
+def describe_data(feedback_source: str | None, identity: str | None) -> str:
+    """Where an env's feedback data came from, for the leaderboard (machine-independent: no paths).
+
+    Args:
+        feedback_source: the rows' ``feedback_source`` (``"gsm8k:<dir>"``, ``"hub:openai/gsm8k"``,
+            ``"embedded:reasoning_gym.gsm_symbolic"``, ``"analytic:toy"``, ...).
+        identity: the rows' ``data_identity`` (the data folder's content identity), or ``None``/``"none"``.
+    """
+    source = str(feedback_source)
+    kind = source.split(":", 1)[0]
+    if kind == "gsm8k":
+        folder = f", folder identity `{identity}`" if identity not in (None, "none") else ""
+        return f"GSM8K from a data folder (`VPT_GYM_DATA`/`--data`{folder})"
+    if kind == "hub":
+        return f"GSM8K from the Hugging Face hub (`{source}`)"
+    if kind == "embedded":
+        return f"the embedded reasoning-gym problems (`{source}`), not GSM8K"
+    return f"`{source}`"
 
 
 def _interval(rly, func, scores: dict[str, Any], reps: int) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
@@ -109,6 +133,16 @@ def _interval(rly, func, scores: dict[str, Any], reps: int) -> tuple[dict[str, f
         points[key] = float(np.asarray(point).ravel()[0])
         intervals[key] = (float(np.asarray(ci)[0].ravel()[0]), float(np.asarray(ci)[1].ravel()[0]))
     return points, intervals
+
+
+def _median(rows: Sequence[dict], key: str) -> float:
+    """Median of ``key`` over ``rows`` (NaN when a row lacks it: results written before it was recorded)."""
+    return float(np.median([float(r.get(key) if r.get(key) is not None else float("nan")) for r in rows]))
+
+
+def _max(rows: Sequence[dict], key: str) -> float:
+    values = [float(r[key]) for r in rows if r.get(key) is not None]
+    return max(values) if values else float("nan")
 
 
 def _check_budgets(env_id: str, per_designer: dict[str, list[dict]]) -> int:
@@ -142,6 +176,8 @@ def env_board(env_id: str, per_designer: dict[str, list[dict]], *, reps: int = B
         raise ValueError(f"{env_id}: refusing to rank rows run on different feedback data {sources}; keep one "
                          "VPT_GYM_DATA per results file")
     first = next(iter(per_designer.values()))[0]
+    identities = sorted({str(r.get("data_identity")) for rows in per_designer.values() for r in rows})
+    data = describe_data(sources[0], identities[0] if len(identities) == 1 else None)
     metric, higher = first["metric"], bool(first["higher_is_better"])
     sign = 1.0 if higher else -1.0
     scores: dict[str, np.ndarray] = {}
@@ -184,10 +220,11 @@ def env_board(env_id: str, per_designer: dict[str, list[dict]], *, reps: int = B
             prob_improvement_ci=poi_ci.get(label),
             extra_passes_per_update=extra / max(updates, 1),
             learner_updates=budget, diverged=sum(bool(r.get("diverged")) for r in rows),
-            wall_clock_s=float(np.median([r.get("wall_clock_s", float("nan")) for r in rows]))))
+            wall_clock_s=_median(rows, "wall_clock_s"), cpu_s=_median(rows, "cpu_s"),
+            build_s=_max(rows, "build_s")))
     stats.sort(key=lambda s: (-sign * s.iqm, s.designer))
     return EnvBoard(env_id=env_id, metric=metric, higher_is_better=higher, budget=budget, suite=first["suite"],
-                    suite_version=int(first["suite_version"]), designers=tuple(stats))
+                    suite_version=int(first["suite_version"]), designers=tuple(stats), data=data)
 
 
 def boards(rows: Sequence[dict[str, Any]], *, reps: int = BOOTSTRAP_REPS) -> list[EnvBoard]:
@@ -209,6 +246,10 @@ def boards(rows: Sequence[dict[str, Any]], *, reps: int = BOOTSTRAP_REPS) -> lis
 
 def _fmt(x: float | None, digits: int = 4) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _fmt_s(x: float) -> str:
+    return "–" if not math.isfinite(x) else f"{x:.1f}"
 
 
 def _fmt_ci(point: float | None, ci: tuple[float, float] | None, digits: int = 4) -> str:
@@ -236,7 +277,10 @@ def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[
         f"rliable). **Δ vs {BASELINE}**: IQM of the paired per-seed difference to the fixed-task baseline "
         f"(standard pretraining), signed so that > 0 is better. **P(>{BASELINE})**: probability of improvement "
         f"over the baseline. **Extra passes**: designer look-ahead and designer-network passes per learner "
-        f"update (0 = no compute beyond the env's own).",
+        f"update (0 = no compute beyond the env's own). **Wall-clock** and **CPU s**: medians per episode, "
+        f"without building the env (CPU seconds are not inflated by other processes on shared cores); the "
+        f"one-time builds (base checkpoint, tokenizer, data: the first episode of each worker process) are "
+        f"reported below each table.",
         "",
     ]
     for board in env_boards:
@@ -244,16 +288,22 @@ def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[
         n_seeds = max(len(d.seeds) for d in board.designers)
         lines += [f"## {board.env_id}", "",
                   f"Metric `{board.metric}` ({direction}); budget {board.budget} learner updates; up to {n_seeds} seeds.",
+                  f"Feedback data: {board.data}.",
                   "",
                   f"| rank | designer | IQM {board.metric} [95% CI] | Δ vs {BASELINE} [95% CI] | "
-                  f"P(>{BASELINE}) [95% CI] | extra passes / update | seeds | diverged | median wall-clock s |",
-                  "|---:|---|---|---|---|---:|---:|---:|---:|"]
+                  f"P(>{BASELINE}) [95% CI] | extra passes / update | seeds | diverged | median wall-clock s | "
+                  f"median CPU s |",
+                  "|---:|---|---|---|---|---:|---:|---:|---:|---:|"]
         for rank, d in enumerate(board.designers, start=1):
             lines.append(
                 f"| {rank} | {d.designer} | {_fmt_ci(d.iqm, d.iqm_ci)} | {_fmt_ci(d.improvement, d.improvement_ci)} | "
                 f"{_fmt_ci(d.prob_improvement, d.prob_improvement_ci, 2)} | {d.extra_passes_per_update:.2f} | "
-                f"{len(d.seeds)} | {d.diverged} | {d.wall_clock_s:.1f} |")
+                f"{len(d.seeds)} | {d.diverged} | {d.wall_clock_s:.1f} | {_fmt_s(d.cpu_s)} |")
         lines.append("")
+        builds = [d.build_s for d in board.designers if math.isfinite(d.build_s)]
+        if builds:
+            lines += [f"Env and designer builds, not in the times above: at most {max(builds):.1f} s per episode "
+                      f"(the first episode of a worker process builds or loads the base checkpoint and data).", ""]
         for path in (plots or {}).get(board.env_id, []):
             lines += [f"![{Path(path).stem}]({path})", ""]
     for path in (plots or {}).get("", []):

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from vpt_gym.benchmark.results import append_row, read_rows, repair, row_key
 from vpt_gym.benchmark.suites import DesignerEntry, Suite
+from vpt_gym.envs import safe_start_method
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
@@ -36,8 +37,10 @@ class EpisodeSpec:
             (``sb3:RUN_DIR`` for a trained SB3 agent); designer_config: its suite entry (for the row).
         seed: the episode seed.
         torch_threads: ``torch.set_num_threads`` in the process that runs the episode (>= 1).
-        data, data_identity: the data folder (``$VPT_GYM_DATA`` made absolute, or ``None``) and its identity
-            (:func:`~vpt_gym.benchmark.suites.data_identity`); the episode runs with exactly this folder.
+        data, data_identity: for an env that reads the data folder (:data:`~vpt_gym.envs.ENV_IDS`
+            ``reads_data``): ``$VPT_GYM_DATA`` made absolute (or ``None``) and its identity
+            (:func:`~vpt_gym.benchmark.suites.data_identity`), and the episode runs with exactly this folder;
+            for any other env ``None`` and ``"none"`` (the folder is not part of the episode).
     """
 
     suite: str
@@ -66,8 +69,12 @@ def run_spec(spec: EpisodeSpec) -> dict[str, Any]:
 
     The row holds the episode identity (suite, env id, designer label and config, seed, config hash), the
     package and torch versions, the primary metric's value, ``eval``, ``return``, the full ``ledger``, the
-    action log (``actions``, ``tasks``), the per-decision ``trajectory`` and ``wall_clock_s``.
+    action log (``actions``, ``tasks``), the per-decision ``trajectory``, ``wall_clock_s`` and ``cpu_s`` of the
+    episode, and ``build_s``: the wall-clock seconds of building the env and the designer before it, reported
+    apart (the first episode of a process builds or loads the base checkpoint, tokenizer and data there).
     """
+    import time
+
     import gymnasium as gym
     import torch
 
@@ -79,10 +86,13 @@ def run_spec(spec: EpisodeSpec) -> dict[str, Any]:
     torch.set_num_threads(spec.torch_threads)
     try:
         with data_environment(spec.data):
+            start = time.perf_counter()
             env = gym.make(spec.env_id, **dict(spec.env_kwargs))
             try:
                 designer = make_designer(spec.designer_name, env, **dict(spec.designer_kwargs))
+                build_s = time.perf_counter() - start
                 result = run_episode(env, designer, seed=spec.seed)
+                result["build_s"] = build_s
                 learner = getattr(env.unwrapped, "learner", None)
                 result["device"] = str(getattr(learner, "device", "cpu"))
             finally:
@@ -129,14 +139,36 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=10)
 
 
-def _worker_init(threads: int) -> None:
+def _notice_data_fallback(todo: Sequence[EpisodeSpec]) -> bool:
+    """Say once, here, when episodes will read the embedded default instead of GSM8K (no data folder, no
+    hub); returns whether the workers should stay quiet about it."""
+    from vpt_gym.envs import ENV_IDS
+    from vpt_gym.lm.corpus import hub_possible, notice_embedded_fallback
+
+    if any(ENV_IDS[s.env_id]["reads_data"] and s.data is None for s in todo) and not hub_possible():
+        notice_embedded_fallback()
+        return True
+    return False
+
+
+def _worker_init(threads: int, quiet_data_notice: bool = False) -> None:
     import signal
+    import threading
 
     import torch
+    from tqdm import tqdm
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the main process decides
+    # tqdm's default lock holds a multiprocessing RLock, a named semaphore; a worker terminated mid-episode
+    # (Ctrl-C, kill) never unlinks it and the resource tracker warns of leaked semaphores. Workers show no
+    # bars, so a thread lock is all they need.
+    tqdm.set_lock(threading.RLock())
 
     torch.set_num_threads(threads)
+    if quiet_data_notice:  # the main process has said it once for the whole run
+        from vpt_gym.lm.corpus import notice_embedded_fallback
+
+        notice_embedded_fallback(emit=False)
 
 
 def _sb3_run_dir(out: Path, designer: DesignerEntry, env_id: str) -> Path:
@@ -186,12 +218,14 @@ def plan(suite: Suite, *, designers: Sequence[str] | None = None, seeds: Sequenc
     if bad:
         raise ValueError(f"seeds {bad} are not in suite {suite.name!r}; accepted: {list(suite.seeds)}")
     from vpt_gym.benchmark.suites import data_identity
+    from vpt_gym.envs import ENV_IDS
     from vpt_gym.lm.corpus import resolve_data_dir
 
     folder = resolve_data_dir(None)  # $VPT_GYM_DATA (absolute), or None: the envs' embedded/hub defaults
     identity = data_identity(folder)
     specs = []
     for env in suite.envs:
+        reads = bool(ENV_IDS[env.id]["reads_data"])  # only the data an env reads is part of its rows' identity
         for label in chosen:
             d = suite.designer(label)
             if not d.runs_on(env.id):
@@ -199,13 +233,38 @@ def plan(suite: Suite, *, designers: Sequence[str] | None = None, seeds: Sequenc
             for seed in seed_list:
                 specs.append(EpisodeSpec(
                     suite=suite.name, suite_version=suite.version,
-                    config_hash=suite.config_hash(env.id, label, identity),
-                    data=None if folder is None else str(folder), data_identity=identity,
+                    config_hash=suite.config_hash(env.id, label, identity if reads else None),
+                    data=str(folder) if reads and folder is not None else None,
+                    data_identity=identity if reads else "none",
                     env_id=env.id, env_kwargs=env.make_kwargs(), budget=env.budget, metric=env.metric,
                     higher_is_better=env.higher_is_better, designer=label, designer_name=d.name,
                     designer_kwargs=dict(d.kwargs), designer_config=asdict(d), seed=seed,
                     torch_threads=torch_threads))
     return specs
+
+
+def finished_keys(suite: Suite, rows: Sequence[Mapping[str, Any]]) -> set[tuple]:
+    """The :meth:`EpisodeSpec.key` of every episode of ``suite`` that ``rows`` already holds.
+
+    A row of an env that does not read the data folder, written when every row's hash included the folder's
+    identity, still counts: its hash is recomputed with the identity it recorded and, when it matches, the
+    row stands for the episode's current (data-free) key. So published rows resume whatever
+    ``$VPT_GYM_DATA`` is now.
+    """
+    from vpt_gym.envs import ENV_IDS
+
+    keys = {row_key(r) for r in rows}
+    env_ids = {e.id for e in suite.envs}
+    labels = {d.label for d in suite.designers}
+    for r in rows:
+        recorded = r.get("data_identity")
+        if (r.get("suite") != suite.name or r.get("env_id") not in env_ids or r.get("designer") not in labels
+                or recorded in (None, "none") or ENV_IDS[r["env_id"]]["reads_data"]):
+            continue
+        if r.get("config_hash") == suite.config_hash(r["env_id"], r["designer"], recorded):
+            keys.add((r["suite"], r["env_id"], r["designer"], r["seed"],
+                      suite.config_hash(r["env_id"], r["designer"], None)))
+    return keys
 
 
 def _ray_runner(workers: int) -> Callable[[Sequence[EpisodeSpec], Callable[[dict], None]], None]:
@@ -276,8 +335,9 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
         if row.get("suite") == suite.name and row.get("suite_version") != suite.version:
             raise ValueError(f"{out} holds rows of suite {suite.name!r} version {row.get('suite_version')}, "
                              f"this is version {suite.version}; write to a new results file")
-    finished = {row_key(r) for r in existing}
+    finished = finished_keys(suite, existing)
     todo = [s for s in specs if s.key() not in finished]
+    quiet_workers = _notice_data_fallback(todo)
     log.info("%s: %d episodes, %d already in %s, %d to run", suite.name, len(specs), len(specs) - len(todo), out,
              len(todo))
     for d in suite.designers:  # train SB3 designers first (in this process), then point specs at the run folder
@@ -306,10 +366,9 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
             for spec in todo:
                 done(run_spec(spec))
         else:
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            context = multiprocessing.get_context(method)
+            context = multiprocessing.get_context(safe_start_method())
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
-                                       initargs=(threads,))
+                                       initargs=(threads, quiet_workers))
             try:
                 futures: set[Future] = {pool.submit(run_spec, s) for s in todo}
                 error: BaseException | None = None

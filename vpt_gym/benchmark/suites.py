@@ -24,7 +24,12 @@ the seeds and the primary metric per env. File format (``benchmarks/suites/tiny.
     higher_is_better = false
     kwargs = { }                                       # gymnasium.make keywords (preset), not "budget"
 
-An unknown key anywhere is an error (a typo must not silently change a benchmark).
+An unknown key anywhere is an error (a typo must not silently change a benchmark). A suite is checked whole
+when it is loaded, before any episode runs: each env's ``metric`` against the keys that env reports, its
+``kwargs`` against the env's keywords (and ``size``/``reward`` against its presets and reward modes), each
+designer's ``kwargs`` against its constructor and a user class against the Designer protocol. Every problem
+found is one message naming its entry (``envs[0] (vpt/Toy-Alignment-v0): ...``), all raised together as a
+:class:`SuiteError`.
 """
 
 from __future__ import annotations
@@ -47,10 +52,18 @@ _DESIGNER_KEYS = {"name", "label", "kwargs", "envs", "train"}
 _TRAIN_KEYS = {"algo", "timesteps", "seed", "hyperparameters"}
 
 
+class SuiteError(ValueError):
+    """Every problem of a suite file, one message per entry (``errors``); ``str()`` joins them by newlines."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("\n".join(self.errors))
+
+
 def _unknown(where: str, keys: Mapping[str, Any], accepted: set[str]) -> None:
     extra = sorted(set(keys) - accepted)
     if extra:
-        raise ValueError(f"{where}: unknown key(s) {extra}; accepted: {sorted(accepted)}")
+        raise ValueError(f"{where + ': ' if where else ''}unknown key(s) {extra}; accepted: {sorted(accepted)}")
 
 
 def _int(where: str, value: Any, low: int) -> int:
@@ -94,12 +107,52 @@ class EnvEntry:
 
         if self.id not in ENV_IDS:
             raise ValueError(f"env id {self.id!r} is not registered; accepted: {sorted(ENV_IDS)}")
-        _int(f"env {self.id}: budget", self.budget, 1)
-        _str(f"env {self.id}: metric", self.metric)
+        spec = ENV_IDS[self.id]
+        problems = []
+        for check in (self._check_values, self._check_kwargs):
+            try:
+                check(spec)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def _check_values(self, spec: Mapping[str, Any]) -> None:
+        from vpt_gym.envs import is_eval_metric
+
+        _int("budget", self.budget, 1)
+        _str("metric", self.metric)
+        if not is_eval_metric(self.id, self.metric):
+            raise ValueError(f"metric {self.metric!r} is not reported by {self.id}; accepted: "
+                             f"{list(spec['eval_metrics'])}")
         if not isinstance(self.higher_is_better, bool):
-            raise ValueError(f"env {self.id}: higher_is_better must be true or false, got {self.higher_is_better!r}")
+            raise ValueError(f"higher_is_better must be true or false, got {self.higher_is_better!r}")
+
+    def _check_kwargs(self, spec: Mapping[str, Any]) -> None:
+        from vpt_gym.envs import check_env_kwargs, env_keywords
+
+        problems = []
         if "budget" in self.kwargs:
-            raise ValueError(f"env {self.id}: set the budget with the 'budget' key, not inside kwargs")
+            problems.append("set the budget with the 'budget' key, not inside kwargs")
+        try:
+            accepted = env_keywords(self.id)
+        except ImportError:  # an extra is missing: building the env will say which
+            accepted = None
+        unknown = sorted(set(self.kwargs) - set(accepted) - {"budget"}) if accepted is not None else []
+        if unknown:
+            problems.append(f"kwargs {unknown} are not keywords of {self.id}; accepted: "
+                            f"{[k for k in accepted if k != 'budget']}")
+        if accepted is not None:
+            try:  # plain values of the wrong type (a string for a number, ...)
+                check_env_kwargs(self.id, {k: v for k, v in self.kwargs.items() if k in accepted})
+            except ValueError as exc:
+                problems.append(str(exc))
+        for key, choices in (("size", spec["presets"]), ("reward", spec["rewards"])):
+            if key in self.kwargs and self.kwargs[key] not in choices:
+                problems.append(f"kwargs {key}={self.kwargs[key]!r} is not accepted by {self.id}; accepted: "
+                                f"{list(choices)}")
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def make_kwargs(self) -> dict[str, Any]:
         """The ``gymnasium.make`` keywords of an episode: ``kwargs`` plus ``budget``."""
@@ -154,16 +207,22 @@ class DesignerEntry:
         _str(f"designer {self.name}: label", self.label)
         if self.name == "sb3":
             if self.train is None:
-                raise ValueError(f"designer {self.label!r}: name 'sb3' needs a train table (algo, timesteps, seed)")
-        elif ":" in self.name and not self.name.startswith("sb3:"):
-            from vpt_gym.agents import load_designer_class
-
-            load_designer_class(self.name)  # FILE.py:ClassName / module:ClassName: fail at load, not mid-run
-        elif self.name not in DESIGNERS:
+                raise ValueError("name 'sb3' needs a train table (algo, timesteps, seed)")
+        elif ":" not in self.name and self.name not in DESIGNERS:
             raise ValueError(f"unknown designer {self.name!r}; accepted: {sorted(DESIGNERS)}, 'sb3' (with a train "
                              "table) or your own class as FILE.py:ClassName")
         elif self.train is not None:
-            raise ValueError(f"designer {self.label!r}: a train table is only accepted with name 'sb3'")
+            raise ValueError("a train table is only accepted with name 'sb3'")
+        from vpt_gym.agents import check_designer
+
+        try:  # FILE.py:ClassName / module:ClassName are imported here: fail at load, not mid-run
+            check_designer(self.name, self.kwargs)
+        except (FileNotFoundError, ImportError) as exc:
+            raise ValueError(str(exc)) from exc
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's file failed to import (SyntaxError, NameError, ...)
+            raise ValueError(f"designer {self.name!r} cannot be loaded: {type(exc).__name__}: {exc}") from exc
 
     def runs_on(self, env_id: str) -> bool:
         """Whether this designer runs on ``env_id``."""
@@ -298,69 +357,94 @@ def data_identity(folder: str | Path | None) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
 
-def _designer(index: int, raw: Any) -> DesignerEntry:
+def _designer(raw: Any) -> DesignerEntry:
+    """One ``designers`` item (messages are prefixed with the entry by :func:`parse_suite`)."""
     if isinstance(raw, str):
         return DesignerEntry(name=raw, label=raw)
-    table = _table(f"designers[{index}]", raw)
-    _unknown(f"designers[{index}]", table, _DESIGNER_KEYS)
-    name = _str(f"designers[{index}].name", table.get("name"))
+    table = _table("the entry", raw)
+    _unknown("", table, _DESIGNER_KEYS)
+    name = _str("name", table.get("name"))
     train = None
     if "train" in table:
-        spec = _table(f"designer {name}: train", table["train"])
-        _unknown(f"designer {name}: train", spec, _TRAIN_KEYS)
+        spec = _table("train", table["train"])
+        _unknown("train", spec, _TRAIN_KEYS)
         missing = {"algo", "timesteps", "seed"} - set(spec)
         if missing:
-            raise ValueError(f"designer {name}: train is missing {sorted(missing)}")
+            raise ValueError(f"train is missing {sorted(missing)}")
         train = TrainSpec(algo=spec["algo"], timesteps=spec["timesteps"], seed=spec["seed"],
-                          hyperparameters=_table(f"designer {name}: train.hyperparameters",
-                                                 spec.get("hyperparameters", {})))
+                          hyperparameters=_table("train.hyperparameters", spec.get("hyperparameters", {})))
     envs = table.get("envs", [])
     if not isinstance(envs, list) or not all(isinstance(e, str) for e in envs):
-        raise ValueError(f"designer {name}: envs must be a list of env ids, got {envs!r}")
-    return DesignerEntry(name=name, label=table.get("label", name), kwargs=_table(f"designer {name}: kwargs",
-                         table.get("kwargs", {})), envs=tuple(envs), train=train)
+        raise ValueError(f"envs must be a list of env ids, got {envs!r}")
+    return DesignerEntry(name=name, label=table.get("label", name), kwargs=_table("kwargs", table.get("kwargs", {})),
+                         envs=tuple(envs), train=train)
 
 
-def _env(index: int, raw: Any) -> EnvEntry:
-    table = _table(f"envs[{index}]", raw)
-    _unknown(f"envs[{index}]", table, _ENV_KEYS)
+def _env(raw: Any) -> EnvEntry:
+    """One ``envs`` item (messages are prefixed with the entry by :func:`parse_suite`)."""
+    table = _table("the entry", raw)
+    _unknown("", table, _ENV_KEYS)
     missing = {"id", "budget", "metric", "higher_is_better"} - set(table)
     if missing:
-        raise ValueError(f"envs[{index}] is missing {sorted(missing)}")
+        raise ValueError(f"entry is missing {sorted(missing)}")
     return EnvEntry(id=table["id"], budget=table["budget"], metric=table["metric"],
-                    higher_is_better=table["higher_is_better"], kwargs=_table(f"envs[{index}].kwargs",
-                                                                              table.get("kwargs", {})))
+                    higher_is_better=table["higher_is_better"], kwargs=_table("kwargs", table.get("kwargs", {})))
+
+
+def _entry_name(raw: Any, key: str) -> str:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, Mapping):
+        return str(raw.get(key, raw.get("name", "?")))
+    return "?"
 
 
 def parse_suite(data: Mapping[str, Any], path: str | None = None) -> Suite:
-    """A :class:`Suite` from a parsed TOML document.
+    """A :class:`Suite` from a parsed TOML document, checked whole (see the module docstring).
 
     Raises:
-        ValueError: an unknown or missing key, or a value outside its accepted range (the message names it).
+        SuiteError: (a ``ValueError``) every unknown or missing key and every value outside its accepted range,
+            one message per suite entry, each prefixed by ``path`` (or ``suite``) and the entry
+            (``designers[2] ('mine')``, ``envs[0] (vpt/Toy-Alignment-v0)``).
     """
-    _unknown("suite", data, _SUITE_KEYS)
-    missing = {"name", "version", "seeds", "designers", "envs"} - set(data)
-    if missing:
-        raise ValueError(f"suite is missing {sorted(missing)}")
-    for key in ("seeds", "designers", "envs"):
-        if not isinstance(data[key], list):
-            raise ValueError(f"suite {key} must be a list, got {data[key]!r}")
-    return Suite(
-        name=data["name"],
-        version=data["version"],
-        description=str(data.get("description", "")),
-        seeds=tuple(data["seeds"]),
-        designers=tuple(_designer(i, d) for i, d in enumerate(data["designers"])),
-        envs=tuple(_env(i, e) for i, e in enumerate(data["envs"])),
-        path=path,
-    )
+    where = path or "suite"
+    try:
+        _unknown("suite", data, _SUITE_KEYS)
+        missing = {"name", "version", "seeds", "designers", "envs"} - set(data)
+        if missing:
+            raise ValueError(f"suite is missing {sorted(missing)}")
+        for key in ("seeds", "designers", "envs"):
+            if not isinstance(data[key], list):
+                raise ValueError(f"suite {key} must be a list, got {data[key]!r}")
+    except ValueError as exc:
+        raise SuiteError([f"{where}: {exc}"]) from None
+    errors: list[str] = []
+    designers, envs = [], []
+    for i, raw in enumerate(data["designers"]):
+        try:
+            designers.append(_designer(raw))
+        except ValueError as exc:
+            errors.append(f"{where}: designers[{i}] ({_entry_name(raw, 'label')!r}): {exc}")
+    for i, raw in enumerate(data["envs"]):
+        try:
+            envs.append(_env(raw))
+        except ValueError as exc:
+            errors.append(f"{where}: envs[{i}] ({_entry_name(raw, 'id')}): {exc}")
+    if errors:
+        raise SuiteError(errors)
+    try:
+        return Suite(name=data["name"], version=data["version"], description=str(data.get("description", "")),
+                     seeds=tuple(data["seeds"]), designers=tuple(designers), envs=tuple(envs), path=path)
+    except ValueError as exc:
+        raise SuiteError([f"{where}: {exc}"]) from None
 
 
 def load_suite(path: str | Path) -> Suite:
     """Read and validate a suite TOML file.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: invalid TOML or an invalid suite (see :func:`parse_suite`).
+        FileNotFoundError: no such file. ValueError: invalid TOML; :class:`SuiteError` (a ``ValueError``): an
+            invalid suite, every problem named (see :func:`parse_suite`).
     """
     p = Path(path)
     if not p.is_file():

@@ -56,13 +56,19 @@ def _close(a: Any, b: Any, rtol: float) -> bool:
 def _data_folder(row: dict[str, Any]) -> str | None:
     """The data folder to replay ``row`` with: its recorded folder, else ``$VPT_GYM_DATA``, whichever has the
     row's data identity (rows written before data identities were recorded: ``$VPT_GYM_DATA`` as it is).
+    ``None`` for an env that reads no data folder (:data:`~vpt_gym.envs.ENV_IDS` ``reads_data``), whatever the
+    row recorded.
 
     Raises:
         ValueError: neither folder holds the data the row ran on (the message says what to set).
     """
     from vpt_gym.benchmark.suites import data_identity
+    from vpt_gym.envs import ENV_IDS
     from vpt_gym.lm.corpus import DATA_ENV_VAR
 
+    spec = ENV_IDS.get(row.get("env_id", ""))
+    if spec is not None and not spec["reads_data"]:
+        return None
     current = os.environ.get(DATA_ENV_VAR) or None
     recorded = row.get("data_identity")
     if recorded is None:
@@ -80,8 +86,9 @@ def validate_row(row: dict[str, Any]) -> dict[str, Any]:
     """Replay ``row`` and compare its eval metrics, return and action log.
 
     Returns:
-        ``{"ok": bool, "mode": "replay" | "rerun", "tolerance": float, "mismatches": {field: [recorded,
-        replayed]}}``.
+        ``{"ok": bool, "mode": "replay" | "rerun", "tolerance": float, "torch_threads": int, "mismatches":
+        {field: [recorded, replayed]}}``; the replay uses the row's ``torch_threads`` (this process's count for
+        rows without one).
 
     The replay reads the data folder the row ran on (see :func:`_data_folder`); a different feedback
     source is reported as a ``feedback_source`` mismatch.
@@ -132,4 +139,5 @@ def validate_row(row: dict[str, Any]) -> dict[str, Any]:
         mismatches["return"] = [row["return"], result["return"]]
     if result["actions"] != row["actions"]:
         mismatches["actions"] = [len(row["actions"]), len(result["actions"])]
-    return {"ok": not mismatches, "mode": mode, "tolerance": rtol, "mismatches": mismatches}
+    return {"ok": not mismatches, "mode": mode, "tolerance": rtol, "torch_threads": result["torch_threads"],
+            "mismatches": mismatches}

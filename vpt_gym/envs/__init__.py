@@ -6,6 +6,11 @@ Each id is a preset of components composed by :class:`vpt_gym.envs.task_design.T
 
 from __future__ import annotations
 
+import functools
+import importlib
+import math
+import multiprocessing
+import os
 from typing import Any
 
 import gymnasium
@@ -22,6 +27,9 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "tasks": "Discrete(5): mixture (standard) | source_0..source_3 (drifting alignment)",
         "reward": "alignment (eta g_down.g_pre, analytic feedback)",
         "presets": (), "rewards": REWARD_MODES, "cpu_step_ms": {"default": 0.9},
+        "keywords_of": "vpt_gym.envs.toy:ToyConfig",
+        "eval_metrics": ("eval_loss", "eval_solved_fraction"),
+        "reads_data": False,
         "smoke_kwargs": {"budget": 32},
     },
     "vpt/LM-SoftTargets-v0": {
@@ -30,6 +38,9 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "tasks": "Discrete(7): one_hot (standard) | uniform top-64 smoothing | self top-64 distillation, alpha in {0.1, 0.25, 0.5}",
         "reward": "alignment with GSM8K solution-NLL feedback",
         "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 160},
+        "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
+        "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
+        "reads_data": True,
         "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
     },
     "vpt/LM-SoftTargetsContinuous-v0": {
@@ -38,6 +49,9 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "tasks": "Box([-1,1]^2) -> self top-64 distillation gate alpha in [0, 0.5], temperature in [0.25, 4]",
         "reward": "alignment with GSM8K solution-NLL feedback",
         "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 180},
+        "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
+        "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
+        "reads_data": True,
         "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
     },
     "vpt/LM-Domains-v0": {
@@ -46,6 +60,10 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "tasks": "Discrete(4): uniform mixture (standard) | only_math | only_code | only_prose (data domain of the update)",
         "reward": "alignment with multitask feedback: GSM8K solution NLL + held-out stdlib code NLL (optional domain-matched)",
         "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 180},
+        "keywords_of": "vpt_gym.envs.lm_domains:_make_domains_env",
+        "eval_metrics": ("eval_nll", "gsm8k/eval_nll", "gsm8k/eval_pass@1", "gsm8k/eval_items", "code/eval_nll",
+                         "code/eval_items"), "eval_metric_pattern": r"[^/]+/eval_[\w@]+",
+        "reads_data": True,
         "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8, "heldout_eval_windows": 4},
     },
     "vpt/LM-DomainsContinuous-v0": {
@@ -54,6 +72,10 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "tasks": "Box([-1,1]^3) -> domain mixture softmax(3a) over math | code | prose",
         "reward": "alignment with multitask feedback: GSM8K solution NLL + held-out stdlib code NLL (optional domain-matched)",
         "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 180},
+        "keywords_of": "vpt_gym.envs.lm_domains:_make_domains_env",
+        "eval_metrics": ("eval_nll", "gsm8k/eval_nll", "gsm8k/eval_pass@1", "gsm8k/eval_items", "code/eval_nll",
+                         "code/eval_items"), "eval_metric_pattern": r"[^/]+/eval_[\w@]+",
+        "reads_data": True,
         "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8, "heldout_eval_windows": 4},
     },
     "vpt/SSL-Augment-v0": {
@@ -62,6 +84,9 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "tasks": "Discrete(6): dino_standard (standard) | weak | tight_crops | strong_color | heavy_blur | crop_only",
         "reward": "alignment with probe-head feedback (classification CE + pixelwise segmentation CE) on real MNIST",
         "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 21, "small": 440},
+        "keywords_of": "vpt_gym.envs.vision:_make_ssl_env",
+        "eval_metrics": ("probe_accuracy", "probe_loss", "eval_images", "miou", "pixel_accuracy", "seg_loss"),
+        "reads_data": False,
         "smoke_kwargs": {"size": "tiny", "budget": 8},
     },
     "vpt/SSL-Mask-v0": {
@@ -70,6 +95,9 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "tasks": "Discrete(13): no_mask (standard) | keep-mask {random, block, centre, grid} x keep {0.4, 0.55, 0.7}, blur fill",
         "reward": "alignment with probe-head feedback (classification CE + pixelwise segmentation CE) on real MNIST",
         "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 21, "small": 450},
+        "keywords_of": "vpt_gym.envs.vision:_make_ssl_env",
+        "eval_metrics": ("probe_accuracy", "probe_loss", "eval_images", "miou", "pixel_accuracy", "seg_loss"),
+        "reads_data": False,
         "smoke_kwargs": {"size": "tiny", "budget": 8},
     },
     "vpt/SSL-MaskContinuous-v0": {
@@ -78,12 +106,18 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "tasks": "Box([-1,1]^2) -> random keep-mask keep ratio in [0.25, 1], blur sigma in [0.5, 4] px",
         "reward": "alignment with probe-head feedback (classification CE + pixelwise segmentation CE) on real MNIST",
         "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 21, "small": 550},
+        "keywords_of": "vpt_gym.envs.vision:_make_ssl_env",
+        "eval_metrics": ("probe_accuracy", "probe_loss", "eval_images", "miou", "pixel_accuracy", "seg_loss"),
+        "reads_data": False,
         "smoke_kwargs": {"size": "tiny", "budget": 8},
     },
 }
 """Registered ids: entry point, one-line descriptions of learner, task menu and reward (``vpt-gym list``),
-``presets`` (``size=`` values), ``rewards`` (accepted ``reward=`` names), ``cpu_step_ms`` and ``smoke_kwargs``,
-the cheapest configuration (used by the contract tests over every id).
+``presets`` (``size=`` values), ``rewards`` (accepted ``reward=`` names), ``cpu_step_ms``, ``keywords_of``
+(the callable whose keyword parameters the factory's ``**kwargs`` forwards to; see :func:`env_keywords`),
+``eval_metrics`` (the keys of ``info["eval"]`` with the default arguments; ``eval_metric_pattern``: a regex of
+further keys some arguments add), ``reads_data`` (whether the env reads the data folder ``$VPT_GYM_DATA``) and
+``smoke_kwargs``, the cheapest configuration (used by the contract tests over every id).
 
 ``cpu_step_ms`` maps a preset to the mean wall-clock milliseconds of one ``env.step`` on a CPU: fixed designer,
 ``reward="alignment"``, ``feedback_period=8`` (so g_down refreshes included), one torch thread, reset and the
@@ -106,11 +140,235 @@ def card(doc: str | None) -> str:
     return (doc or "").replace("        $BASE_ROWS", OBSERVATION_BASE_ROWS)
 
 
+def _load(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@functools.lru_cache(maxsize=None)
+def env_keywords(env_id: str) -> tuple[str, ...]:
+    """The ``gymnasium.make`` keywords ``env_id`` accepts, sorted: the factory's named keyword parameters and
+    those of :data:`ENV_IDS` ``keywords_of`` (the builder its ``**kwargs`` goes to; parameters without a
+    default there are set by the factory itself).
+
+    Raises:
+        KeyError: ``env_id`` is not registered. ImportError: the env's module (or an extra) cannot be imported.
+    """
+    return tuple(sorted(_keyword_hints(env_id)))
+
+
+@functools.lru_cache(maxsize=None)
+def _keyword_hints(env_id: str) -> dict[str, Any]:
+    """``{keyword: type annotation}`` of :func:`env_keywords` (``Any`` where an annotation does not resolve)."""
+    import inspect
+    import typing
+
+    spec = ENV_IDS[env_id]
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    hints: dict[str, Any] = {}
+    for target, forwarded in ((spec["entry_point"], False), (spec.get("keywords_of"), True)):
+        if target is None:
+            continue
+        fn = _load(target)
+        try:
+            resolved = typing.get_type_hints(fn)
+        except Exception:  # noqa: BLE001 - an annotation that does not resolve: no type check for it
+            resolved = {}
+        for p in inspect.signature(fn).parameters.values():
+            if p.kind in keyword and not (forwarded and p.default is inspect.Parameter.empty):
+                hints[p.name] = resolved.get(p.name, Any)
+    return hints
+
+
+_PLAIN = (bool, int, float, str, list, tuple, dict, type(None))
+"""Values a keyword check judges: what TOML, JSON and the command line produce (and numpy scalars). Other
+objects (a ``ValueEstimator`` for ``reward``, a ``torch.device``, a config object) go to the factory as
+they are."""
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a plain ``value`` fits the annotation ``hint`` (``float``: a finite real; lists for tuples)."""
+    import collections.abc
+    import numbers
+    import types
+    import typing
+
+    import numpy as np
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is object:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, (bool, np.bool_))
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if hint is int:
+        return isinstance(value, numbers.Integral)
+    if hint is float:
+        return isinstance(value, numbers.Real) and math.isfinite(float(value))
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (tuple, list, collections.abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        element = args[0] if args and (origin is not tuple or len(args) == 2 and args[1] is Ellipsis) else Any
+        return all(_matches(v, element) for v in value)
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(value, dict):
+            return False
+        key, item = args if len(args) == 2 else (Any, Any)
+        return all(_matches(k, key) and _matches(v, item) for k, v in value.items())
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # an annotation this check does not know: the factory decides
+
+
+def _describe(hint: Any) -> str:
+    """What an annotation accepts, in words (``int | None`` -> ``an integer or None``)."""
+    import collections.abc
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", type(None): "None"}
+    if hint in names:
+        return names[hint]
+    if origin in (tuple, list, collections.abc.Sequence):
+        element = _describe(args[0]).removeprefix("an ").removeprefix("a ") if args else "value"
+        return f"a list of {element}s"
+    if origin in (dict, collections.abc.Mapping):
+        return "a table"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _mismatch(env_id: str, kwargs: dict[str, Any], *, only_non_finite: bool = False) -> str | None:
+    """The message for the first plain value of ``kwargs`` whose type its keyword's annotation does not allow
+    (with ``only_non_finite``: the first NaN/inf where a finite number is allowed), else ``None``."""
+    import numbers
+
+    import numpy as np
+
+    hints = _keyword_hints(env_id)
+    for name, value in kwargs.items():
+        if name == "reward" or name not in hints or not isinstance(value, (*_PLAIN, np.generic)):
+            continue  # reward= also takes a ValueEstimator; the factory names the accepted ones
+        if only_non_finite and not (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+                                    and not math.isfinite(float(value))):
+            continue
+        if not _matches(value, hints[name]):
+            return (f"{name}={value!r} is not accepted by {env_id}: {name} takes {_describe(hints[name])} (see its "
+                    "env card)")
+    return None
+
+
+def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Check ``gymnasium.make`` keywords of ``env_id`` without building it: every keyword is one of
+    :func:`env_keywords`, and every plain value (numbers, strings, lists, tables, None) has the keyword's
+    annotated type (a ``float`` must be finite). Ranges are the factory's to check.
+
+    Raises:
+        ValueError: an unknown keyword (names the accepted ones) or a value of the wrong type (names the
+            value and what the keyword takes).
+    """
+    hints = _keyword_hints(env_id)
+    unknown = sorted(set(kwargs) - set(hints))
+    if unknown:
+        raise ValueError(f"{env_id} has no keyword(s) {unknown}; accepted: {sorted(hints)}")
+    message = _mismatch(env_id, kwargs)
+    if message is not None:
+        raise ValueError(message)
+
+
+def is_eval_metric(env_id: str, metric: str) -> bool:
+    """Whether ``metric`` is a key of ``env_id``'s ``info["eval"]`` (:data:`ENV_IDS` ``eval_metrics`` or
+    ``eval_metric_pattern``). Raises ``KeyError`` for an unregistered id."""
+    import re
+
+    spec = ENV_IDS[env_id]
+    pattern = spec.get("eval_metric_pattern")
+    return metric in spec["eval_metrics"] or (pattern is not None and re.fullmatch(pattern, metric) is not None)
+
+
+def safe_start_method() -> str:
+    """The ``multiprocessing`` start method for env worker processes: ``"forkserver"`` where available, else
+    ``"spawn"`` (pass it as ``gym.make_vec(..., vector_kwargs={"context": safe_start_method()})``).
+
+    ``fork`` is not safe once torch has run a parallel CPU op (or a LAPACK call such as ``torch.linalg.qr``)
+    with more than one thread: the forked child inherits OpenMP's thread pool without its threads, and its
+    first parallel op waits for them forever.
+    """
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+_BUILT_IN_PID: int | None = None
+"""The process id that last built an env through :class:`EntryPoint` (``None``: none built here yet)."""
+
+
+class EntryPoint:
+    """The Gymnasium entry point of a registered id: imports its factory lazily and calls it.
+
+    Keywords are checked (:func:`check_env_kwargs`): unknown ones and NaN/inf numbers before the factory
+    runs (its own checks name the accepted ranges), values of a type the keyword's annotation does not allow
+    when the factory fails on them or after it took them, always as a ``ValueError`` and before any learner
+    update. In a process forked from one that built an env before (Gymnasium's ``AsyncVectorEnv`` with the default
+    ``fork`` context builds one in the parent first), torch is set to one thread before the factory runs, so
+    the worker never enters the OpenMP pool it inherited without threads (which would block forever; see
+    :func:`safe_start_method`). Workers started with ``forkserver`` or ``spawn`` keep their thread setting.
+
+    Args:
+        env_id: the registered id.
+        target: ``"module:function"`` of the env factory (:data:`ENV_IDS` ``entry_point``).
+    """
+
+    def __init__(self, env_id: str, target: str) -> None:
+        self.env_id = env_id
+        self.target = target
+
+    def __repr__(self) -> str:
+        return f"EntryPoint({self.env_id!r}, {self.target!r})"
+
+    def __call__(self, **kwargs: Any) -> gymnasium.Env:
+        global _BUILT_IN_PID
+        import torch
+
+        hints = _keyword_hints(self.env_id)
+        unknown = sorted(set(kwargs) - set(hints))
+        if unknown:
+            raise ValueError(f"{self.env_id} has no keyword(s) {unknown}; accepted: {sorted(hints)}")
+        non_finite = _mismatch(self.env_id, kwargs, only_non_finite=True)
+        if non_finite is not None:  # factories compare numbers with their ranges; NaN passes many comparisons
+            raise ValueError(non_finite)
+        pid = os.getpid()
+        if _BUILT_IN_PID is not None and _BUILT_IN_PID != pid and torch.get_num_threads() > 1:
+            torch.set_num_threads(1)  # a forked worker: OpenMP's pool did not survive fork()
+        try:
+            env = _load(self.target)(**kwargs)  # its own checks name the ranges (budget >= 1, ...)
+        except ValueError:
+            raise
+        except Exception as exc:  # a value of the wrong type failing deep inside the build
+            message = _mismatch(self.env_id, kwargs)
+            if message is not None:
+                raise ValueError(message) from exc
+            raise
+        message = _mismatch(self.env_id, kwargs)
+        if message is not None:  # the factory took a value its signature does not (e.g. 2.5 for an int)
+            env.close()
+            raise ValueError(message)
+        _BUILT_IN_PID = pid
+        return env
+
+
 def register_envs() -> None:
-    """Register every id of :data:`ENV_IDS` with Gymnasium (idempotent)."""
+    """Register every id of :data:`ENV_IDS` with Gymnasium (idempotent), each with an :class:`EntryPoint`."""
     for env_id, spec in ENV_IDS.items():
         if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point=spec["entry_point"], disable_env_checker=False)
+            gymnasium.register(id=env_id, entry_point=EntryPoint(env_id, spec["entry_point"]), disable_env_checker=False)
 
 
 def __getattr__(name: str) -> Any:

@@ -53,7 +53,7 @@ class ToyConfig:
         phase_noise: >= 0 std of the phase drift noise (radians).
         lr: SGD step size eta in (0, 1].
         tolerance: > 0, a coordinate counts as solved when |theta_i - theta*_i| < tolerance (the metric).
-        world_seed: seed of theta*, b_k and theta_0 (fixed world; episodes are seeded separately).
+        world_seed: >= 0, seed of theta*, b_k and theta_0 (fixed world; episodes are seeded separately).
 
     Raises:
         ValueError: any value outside its range.
@@ -86,9 +86,10 @@ class ToyConfig:
             "phase_noise": self.phase_noise >= 0,
             "lr": 0 < self.lr <= 1,
             "tolerance": self.tolerance > 0,
+            "world_seed": self.world_seed >= 0,
         }
         ranges = {"dim": ">= 2", "num_sources": ">= 2", "batch_size": ">= 1", "feedback_batch_size": ">= 1",
-                  "lr": "(0, 1]", "tolerance": "> 0"}
+                  "lr": "(0, 1]", "tolerance": "> 0", "world_seed": ">= 0"}
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is outside its range {ranges.get(name, '>= 0')}")
