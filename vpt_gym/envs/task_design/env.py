@@ -78,6 +78,23 @@ def check_feedback_momentum(value: Any) -> float:
     return float(value)
 
 
+def _real_valued(action: Any) -> bool:
+    """Whether ``action`` holds only real numbers (integer or float dtype; no bool, complex or string)."""
+    if isinstance(action, (str, bytes)):
+        return False
+    if isinstance(action, (list, tuple)):
+        try:
+            items = np.ravel(np.asarray(action, dtype=object))
+        except ValueError:  # ragged
+            return False
+        if any(isinstance(v, (bool, np.bool_, complex, np.complexfloating, str, bytes)) for v in items):
+            return False
+    try:
+        return np.asarray(action).dtype.kind in "iuf"
+    except ValueError:
+        return False
+
+
 def _restore_attributes(parts: Sequence[Any], states: Sequence[dict[str, Any] | None]) -> None:
     """Put back the attribute bindings of ``parts`` saved by ``dict(vars(part))`` (new attributes removed)."""
     for part, state in zip(parts, states):
@@ -366,6 +383,9 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
                                  f"env.unwrapped.task_names lists the menu)")
             masked = not bool(self.action_masks()[a])
             return (self.standard_action if masked else a), masked
+        if not _real_valued(action):  # bool, complex (its imaginary part would be dropped), strings, objects
+            raise ValueError(f"action {action!r} is not a real-valued array of the action space {space} "
+                             f"(low={space.low}, high={space.high})")
         try:
             a = np.asarray(action, dtype=space.dtype)
         except (TypeError, ValueError) as exc:
