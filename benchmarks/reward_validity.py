@@ -25,7 +25,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
 import os
@@ -39,24 +38,11 @@ import torch
 import vpt_gym  # noqa: F401  (registers the envs)
 from vpt_gym.atomic import write_text_atomic
 from vpt_gym.benchmark.validity import MODES, POLICY_MODES, counterfactual_credit, policy_ranking
+from vpt_gym.cli import set_overrides
 
 ALL_ENVS = ("vpt/Toy-Alignment-v0", "vpt/LM-SoftTargets-v0", "vpt/LM-SoftTargetsContinuous-v0", "vpt/LM-Domains-v0",
             "vpt/LM-DomainsContinuous-v0", "vpt/SSL-Augment-v0", "vpt/SSL-Mask-v0", "vpt/SSL-MaskContinuous-v0")
 """Every registered family member the report covers (``--env all``)."""
-
-
-def parse_set(items: list[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; values read as Python literals when they parse (``8``, ``1e-4``, ``'all'``)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.isidentifier():
-            parser.error(f"--set expects KEY=VALUE with an identifier KEY, got {item!r}")
-        try:
-            out[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            out[key] = raw
-    return out
 
 
 def env_factory(env_id: str, size: str, budget: int | None, extra: dict[str, Any]):
@@ -113,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-probe", action="store_true", help="skip the probe loss per branch (value_gain)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: bitwise reruns)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="env keyword for every env, e.g. feedback_batch_size=64, feedback_period=1, lr=1e-4")
+                        help="env keyword for every env (VALUE is JSON, else a string), e.g. feedback_batch_size=64, lr=1e-4")
     parser.add_argument("--json", default=None, help="write the full report (every state and policy) here")
     args = parser.parse_args(argv)
     envs = list(ALL_ENVS) if args.env == ["all"] else args.env
@@ -123,12 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.states < 1 or args.grid < 5 or not args.seeds or args.threads < 1 or args.calibrate_every < 1:
         parser.error(f"need --states >= 1, --grid >= 5, one seed or more, --threads >= 1 and --calibrate-every >= 1; "
                      f"got {args.states}, {args.grid}, {args.seeds}, {args.threads}, {args.calibrate_every}")
-    extra = parse_set(args.set, parser)
     if args.json and os.path.isdir(args.json):
         parser.error(f"--json {args.json!r} is a folder; give a file path")
     torch.set_num_threads(args.threads)
     reports = []
+    extras = {env_id: set_overrides(env_id, args.set) for env_id in envs}  # checked before any env is built
     for env_id in envs:
+        extra = extras[env_id]
         make, kwargs = env_factory(env_id, args.size, args.budget, extra)
         started = time.perf_counter()
         print(f"## {env_id}  {json.dumps(kwargs, sort_keys=True)}", flush=True)

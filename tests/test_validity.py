@@ -190,3 +190,6 @@ def test_cli_writes_the_report(tmp_path):
     assert set(report["counterfactual"]["summary"]) == set(MODES)
     with pytest.raises(SystemExit):
         module.main(["--env", "vpt/Nope-v0"])
+    with pytest.raises(SystemExit, match="no keyword 'bogus'"):  # checked before any env is built
+        module.main(["--env", "vpt/Toy-Alignment-v0", "--set", "bogus=1", "--json", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
