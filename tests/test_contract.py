@@ -1,4 +1,4 @@
-"""The MDP contract (DESIGN.md §2), checked on every registered id with its ``smoke_kwargs``.
+"""The MDP contract (docs/ARCHITECTURE.md §2), checked on every registered id with its ``smoke_kwargs``.
 
 Parametrized over :data:`vpt_gym.envs.ENV_IDS`, so a new registration is checked without touching this file.
 """

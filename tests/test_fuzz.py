@@ -75,7 +75,7 @@ def _box_valid(action: Any, space: gym.spaces.Box) -> bool:
 
 
 def _castable_non_real(action: Any, shape: tuple[int, ...]) -> bool:
-    """A bool, complex or string array (or list) of ``shape``: what ``TaskDesignEnv`` casts today (xfail below)."""
+    """A bool, complex or string array (or list) of ``shape`` (refused by ``TaskDesignEnv``, found by this fuzz)."""
     a = np.asarray(action) if isinstance(action, (np.ndarray, list, tuple)) else None
     return a is not None and a.shape == shape and a.dtype.kind in "bcUSO"
 
@@ -155,7 +155,6 @@ BOX_ACTIONS = st.one_of(ACTIONS, hnp.arrays(np.float32, (2,), elements=st.floats
 @given(action=BOX_ACTIONS)
 def test_lm_box_actions(lm_envs, action) -> None:
     env = lm_envs["vpt/LM-SoftTargetsContinuous-v0"]
-    hypothesis.assume(not _castable_non_real(action, env.action_space.shape))  # the known gap, tested below
     _check_action(env, action)
 
 
@@ -166,10 +165,6 @@ NON_REAL_BOX_ACTIONS = st.one_of(
                                                                max_size=2))
 
 
-@pytest.mark.xfail(strict=True, reason="found by this fuzz: TaskDesignEnv._resolve_action (vpt_gym/envs/task_design/"
-                   "env.py) casts bool, complex (drops the imaginary part) and string Box actions with np.asarray("
-                   "dtype=float32) and runs them; the fix belongs in that file (owned elsewhere): accept only real "
-                   "dtypes there, then drop this marker")
 @settings(max_examples=10, deadline=None, derandomize=True, database=None)
 @given(action=NON_REAL_BOX_ACTIONS)
 def test_box_actions_that_are_not_real_numbers_are_refused(lm_envs, action) -> None:

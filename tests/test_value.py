@@ -1,4 +1,4 @@
-"""Known answers of vpt_gym.value, and the toy env's analytic value (DESIGN.md §2 reward, STYLE.md tests)."""
+"""Known answers of vpt_gym.value, and the toy env's analytic value (docs/ARCHITECTURE.md §2 reward)."""
 
 from __future__ import annotations
 
@@ -160,6 +160,7 @@ def test_estimator_costs_are_declared() -> None:
         "value_gain": (True, False, False),
         "metric_gain": (False, True, False),
         "advantage": (False, False, True),
+        "preconditioned": (False, False, False),
     }
     assert CosineValue().reward_range == (-1.0, 1.0)
     for name, cls in VALUE_ESTIMATORS.items():

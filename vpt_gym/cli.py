@@ -145,7 +145,7 @@ _OPTION_KEYWORDS = {"budget": "--budget", "reward": "--reward", "size": "--size"
 """Env keywords that have their own option (``--set`` refuses them)."""
 
 
-def _set_overrides(env_id: str, pairs: Sequence[str]) -> dict:
+def set_overrides(env_id: str, pairs: Sequence[str]) -> dict:
     """``--set KEY=VALUE`` pairs as ``gymnasium.make`` keywords (VALUE is JSON, else a string), checked
     against the env's keywords before anything is built.
 
@@ -186,7 +186,7 @@ def _env_kwargs(args: argparse.Namespace) -> dict:
         raise SystemExit(f"error: --data/--model/--size do not apply to the toy env {args.env_id} (it has no data "
                          "or model); drop them")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    kwargs.update(_set_overrides(args.env_id, args.set))
+    kwargs.update(set_overrides(args.env_id, args.set))
     return kwargs
 
 

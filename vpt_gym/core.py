@@ -1,4 +1,4 @@
-"""The component interfaces of a task-design environment (DESIGN.md §3).
+"""The component interfaces of a task-design environment (docs/ARCHITECTURE.md §3).
 
 A :class:`~vpt_gym.envs.task_design.TaskDesignEnv` is composed of the parts below. Each is a
 ``typing.Protocol``: any object with these attributes works, no inheritance needed. Dependencies point
@@ -81,6 +81,36 @@ class Learner(Protocol):
 
     def apply_update(self) -> None:
         """One optimizer step with the grads left by :meth:`backward`."""
+
+
+@runtime_checkable
+class PreconditionedLearner(Protocol):
+    """Capability: a learner whose optimizer preconditions its step (AdamW), for the ``preconditioned`` value.
+
+    Without it the env uses P = 1 (the SGD case).
+    """
+
+    def preconditioner(self) -> list[torch.Tensor] | None:
+        """P on S at the optimizer's current state (tensors shaped like S), or None for P = 1."""
+
+
+@runtime_checkable
+class BranchableLearner(Protocol):
+    """Capability: a learner whose whole state can be copied and put back (counterfactual credit)."""
+
+    def snapshot(self) -> Any:
+        """A deep copy of everything an update changes (weights, buffers, optimizer state, EMA teacher)."""
+
+    def restore(self, snapshot: Any) -> None:
+        """Put back a :meth:`snapshot` bit-for-bit; the snapshot stays reusable."""
+
+
+@runtime_checkable
+class HeldOutLoss(Protocol):
+    """Capability: a feedback set that reports a differentiable-loss counterpart on its eval split."""
+
+    def eval_loss(self, learner: Learner) -> float:
+        """The downstream loss on the fixed eval split at the learner's current state (lower is better)."""
 
 
 @runtime_checkable

@@ -171,6 +171,44 @@ class TorchLearner:
             torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm)
         self.optimizer.step()
 
+    def preconditioner(self) -> list[torch.Tensor] | None:
+        """AdamW's diagonal preconditioner on S at the optimizer's current state: ``1 / (sqrt(v_hat) + eps)``.
+
+        ``v_hat = exp_avg_sq / (1 - beta2 ** step)`` is the bias-corrected second moment of the last step
+        (right after :meth:`apply_update` it includes that update's gradient). Source: V-Pretraining v2
+        App. B.4 (first-order value of a preconditioned step); Kingma & Ba 2015, Algorithm 1.
+
+        Returns:
+            tensors shaped like S (``alignment_parameters()`` order), float32 or the parameter dtype, learner
+            device; ``None`` for SGD (P = identity) or before the first AdamW step (no second moment yet).
+        """
+        if not isinstance(self.optimizer, torch.optim.AdamW):
+            return None
+        group = self.optimizer.param_groups[0]
+        beta2, eps = float(group["betas"][1]), float(group["eps"])
+        out = []
+        for p in self._subset:
+            state = self.optimizer.state.get(p)
+            if not state or "exp_avg_sq" not in state:
+                return None
+            step = float(state["step"])
+            v_hat = state["exp_avg_sq"] / (1.0 - beta2**step)
+            out.append(1.0 / (v_hat.sqrt() + eps))
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """A deep copy of everything an update changes: weights and buffers (``state_dict``: BatchNorm
+        statistics, an EMA teacher and a centre included) and the optimizer state. See :meth:`restore`."""
+        return {"module": {k: v.detach().clone() for k, v in self.module.state_dict().items()},
+                "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Put back a :meth:`snapshot` bit-for-bit (the snapshot stays reusable); gradients are cleared."""
+        with torch.no_grad():
+            self.module.load_state_dict(snapshot["module"])
+        self.optimizer.load_state_dict(copy.deepcopy(snapshot["optimizer"]))
+        self.optimizer.zero_grad(set_to_none=True)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The module's current weights (for saving with safetensors)."""
         return self.module.state_dict()

@@ -113,6 +113,35 @@ def gradient_stats(g_down: Sequence[torch.Tensor], g_pre: Sequence[torch.Tensor]
                          loss=values[-1] if loss is not None else math.nan)
 
 
+def step_values(g_down: Sequence[torch.Tensor], g_applied: Sequence[torch.Tensor],
+                preconditioner: Sequence[torch.Tensor] | None, theta_before: Sequence[torch.Tensor],
+                theta_after: Sequence[torch.Tensor], lr: float) -> tuple[float, float]:
+    """The optimizer-aware values of one update, read in one host sync.
+
+    Args:
+        g_down: feedback gradient on S, tensors [*param_shape_i].
+        g_applied: the update's gradient on S as the optimizer applied it (after clipping), same shapes.
+        preconditioner: P on S (AdamW: ``1 / (sqrt(v_hat_t) + eps)`` after the update), or ``None`` for P = 1.
+        theta_before / theta_after: S before and after the optimizer step.
+        lr: the step size eta > 0.
+
+    Returns:
+        ``(preconditioned, step_value)``, floats in units of L_down:
+        ``preconditioned = eta * sum_S g_down * P * g`` (the first-order value of a preconditioned step,
+        momentum left out; V-Pretraining v2 App. B.4; LESS, Xia et al. 2024, Adam influence) and
+        ``step_value = g_down . (theta_t - theta_t+1)`` (the first-order value of the whole step actually
+        taken, momentum and weight decay included; Taylor expansion of L_down at theta_t).
+    """
+    if preconditioner is None:
+        pre = grad_dot(g_down, g_applied)
+    else:
+        pre = grad_dot(g_down, [p * g for p, g in zip(preconditioner, g_applied)])
+    delta = [_at_least_float32(b) - _at_least_float32(a) for b, a in zip(theta_before, theta_after)]
+    step = grad_dot(g_down, delta).to(pre.device)
+    both = torch.stack([pre, step]).cpu().tolist()
+    return float(lr) * float(both[0]), float(both[1])
+
+
 @dataclass(frozen=True, kw_only=True)
 class UpdateOutcome:
     """Everything an estimator may read about one learner update.
@@ -125,6 +154,8 @@ class UpdateOutcome:
             ``needs_probe_metric``).
         standard_alignment: eta * g_down,S . g_pre,S(standard task) on the same batch (None unless
             ``needs_standard_gradient``).
+        preconditioned: eta * sum_S g_down * P * g of the applied step (:func:`step_values`).
+        step_value: g_down,S . (theta_t - theta_t+1) of the applied step (:func:`step_values`).
     """
 
     stats: GradientStats
@@ -133,6 +164,8 @@ class UpdateOutcome:
     metric_before: float | None = None
     metric_after: float | None = None
     standard_alignment: float | None = None
+    preconditioned: float | None = None
+    step_value: float | None = None
 
 
 @runtime_checkable
@@ -238,7 +271,7 @@ class MetricGain:
 class AdvantageValue:
     """``V(chosen task) - V(standard task)`` on the same batch and the same g_down.
 
-    The batch-to-batch swing shared by all tasks cancels in the difference (DESIGN.md §2).
+    The batch-to-batch swing shared by all tasks cancels in the difference (docs/ARCHITECTURE.md §2).
     Extra cost: one look-ahead backward per update (the standard task's g_pre,S). Range: +-REWARD_CLIP.
     """
 
@@ -253,12 +286,34 @@ class AdvantageValue:
         return _clip(outcome.stats.alignment - outcome.standard_alignment)
 
 
+@dataclass(frozen=True)
+class PreconditionedValue:
+    """``eta * sum_S g_down * g / (sqrt(v_hat_t) + eps)``: the first-order value of an AdamW step.
+
+    g is the update's gradient as the optimizer applied it (after clipping) and v_hat_t the bias-corrected
+    second moment after this update; equal to ``alignment`` for an SGD learner without clipping. Extra
+    cost: none (elementwise on S, read in the update's second host sync). Source: V-Pretraining v2 App. B.4
+    (g_down^T P g_pre); LESS (Xia et al. 2024) Adam influence. Range: clipped to +-REWARD_CLIP.
+    """
+
+    name: str = "preconditioned"
+    needs_probe_loss: bool = False
+    needs_probe_metric: bool = False
+    needs_standard_gradient: bool = False
+    reward_range: tuple[float, float] = (-REWARD_CLIP, REWARD_CLIP)
+
+    def reward(self, outcome: UpdateOutcome) -> float:
+        assert outcome.preconditioned is not None
+        return _clip(outcome.preconditioned)
+
+
 VALUE_ESTIMATORS: dict[str, type] = {
     "alignment": AlignmentValue,
     "cosine": CosineValue,
     "value_gain": ValueGain,
     "metric_gain": MetricGain,
     "advantage": AdvantageValue,
+    "preconditioned": PreconditionedValue,
 }
 """Registry of value estimators by name."""
 

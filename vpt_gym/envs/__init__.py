@@ -15,7 +15,7 @@ from typing import Any
 
 import gymnasium
 
-REWARD_MODES: tuple[str, ...] = ("alignment", "cosine", "value_gain", "metric_gain", "advantage")
+REWARD_MODES: tuple[str, ...] = ("alignment", "cosine", "value_gain", "metric_gain", "advantage", "preconditioned")
 """The ``reward=`` names every env accepts (default first); :data:`vpt_gym.value.VALUE_ESTIMATORS` holds them."""
 SIZE_PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
 """The ``size=`` presets of the LM and vision envs (the toy env has none)."""

@@ -18,6 +18,7 @@ import torch
 from vpt_gym.budget import Budget
 from vpt_gym.envs import card
 from vpt_gym.envs.task_design import TaskDesignEnv
+from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.lm.corpus import (
     EOS_TOKEN,
     build_tokenizer,
@@ -174,6 +175,7 @@ def _make_lm_env(
     eval_items: int | None = None,
     max_new_tokens: int | None = None,
     feedback_batch_size: int | None = None,
+    feedback_momentum: float = 0.0,
     top_k: int = 64,
     alphas: tuple[float, ...] = (0.1, 0.25, 0.5),
     temperatures: tuple[float, ...] = (1.0,),
@@ -181,6 +183,7 @@ def _make_lm_env(
     model: str | None = None,
     cache: str | Path | None = None,
 ) -> TaskDesignEnv:
+    check_feedback_momentum(feedback_momentum)
     if not 0.0 <= math_fraction <= 1.0:
         raise ValueError(f"math_fraction must be in [0, 1], got {math_fraction}")
     preset, budget_obj, dev, chosen_dtype = check_lm_options(
@@ -223,7 +226,7 @@ def _make_lm_env(
         eos_token_id=eos,
     )
     env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
-                        reward=reward)
+                        reward=reward, feedback_momentum=feedback_momentum)
     env.data_sources = {"math": corpus.source, "general": general_source}
     return env
 
@@ -274,7 +277,9 @@ _LM_CARD = """
         (``alignment="last2"``), g_down the gradient of the GSM8K solution NLL (question tokens masked) on a
         feedback batch from the feedback split (1,024 GSM8K train problems), refreshed every
         ``feedback_period`` decisions. Also ``cosine``, ``value_gain``, ``metric_gain`` (Pass@1 on the probe
-        batch: greedy decoding every update) and ``advantage``. Source: V-Pretraining v2 Eq. 8-9, 28.
+        batch: greedy decoding every update), ``advantage`` and ``preconditioned`` (eta sum_S g_down * g /
+        (sqrt(v_hat) + eps), the first-order value of the AdamW step, v2 App. B.4). Source: V-Pretraining v2
+        Eq. 8-9, 28.
 
     Episode End:
         ``terminated`` when the budget of learner updates is spent or on divergence (``info["diverged"]``);
@@ -293,7 +298,7 @@ _LM_CARD = """
             ``$VPT_GYM_DATA``; else the hub when online with the ``hub`` extra, else the embedded
             reasoning-gym ``gsm_symbolic`` default).
         budget: learner updates per episode (default: the preset's).
-        reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage``.
+        reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage`` | ``preconditioned``.
         updates_per_decision, feedback_period: see :class:`~vpt_gym.budget.Budget` (defaults 1 and 8).
         device: ``"auto"`` (CUDA when available) | ``"cpu"`` | ``"cuda"``; dtype: ``"float32"`` | ``"bfloat16"``.
         alignment: subset S (default ``"last2"``, the last two transformer blocks; ``"lastN"``; ``"all"``).
@@ -306,6 +311,8 @@ _LM_CARD = """
             16; capped at ``feedback_size``). The refresh's cost scales with it (with ``feedback_period=1`` it
             is most of the env's overhead); a smaller batch gives a noisier g_down, hence a noisier reward, so
             compare designers only at the same value.
+        feedback_momentum: running average of g_down across refreshes, beta in [0, 1): each refresh sets
+            g_down <- beta g_down + (1 - beta) g_new (default 0: the fresh gradient only).
         top_k, alphas, temperatures, alpha_max: the soft-target menu.
         model: ``size="paper"`` only: local path or hub id of an ``AutoModelForCausalLM``.
         cache: cache folder for tokenizers and base checkpoints (default ``$VPT_GYM_CACHE`` or

@@ -24,6 +24,7 @@ from vpt_gym.envs import card
 from vpt_gym.core import Task
 from vpt_gym.envs.lm import check_lm_options, lm_resources
 from vpt_gym.envs.task_design import LOSS_CAP, TaskDesignEnv
+from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.lm.corpus import EOS_TOKEN, load_math_corpus, problem_texts, resolve_data_dir
 from vpt_gym.lm.domains import (
     DomainDraw,
@@ -267,6 +268,7 @@ def _make_domains_env(
     eval_items: int | None = None,
     max_new_tokens: int | None = None,
     feedback_batch_size: int | None = None,
+    feedback_momentum: float = 0.0,
     heldout_eval_windows: int | None = None,
     domains: Sequence[str] = BUILTIN_DOMAINS,
     extra_domains: Sequence[TextDomain] = (),
@@ -282,6 +284,7 @@ def _make_domains_env(
         reward=reward, lr=lr, model=model, device=device, dtype=dtype,
         counts={"eval_items": eval_items, "max_new_tokens": max_new_tokens,
                 "heldout_eval_windows": heldout_eval_windows, "feedback_batch_size": feedback_batch_size})
+    check_feedback_momentum(feedback_momentum)
     extra = tuple(extra_domains)
     if not all(isinstance(d, TextDomain) for d in extra):
         raise ValueError(f"extra_domains must be TextDomain objects, got {[type(d).__name__ for d in extra]}")
@@ -348,7 +351,7 @@ def _make_domains_env(
                 source=f"{dom.source} (held-out files/chunks)")
     multitask = MultitaskFeedback(tasks, omega, matched_domains=matched, domain_matched=domain_matched)
     env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=multitask,
-                        budget=budget_obj, reward=reward)
+                        budget=budget_obj, reward=reward, feedback_momentum=feedback_momentum)
     env.tokenizer = tokenizer
     env.data_sources = {n: tokenized[n].source for n in names}
     env.decontamination = {n: {"documents": tokenized[n].documents, "dropped": tokenized[n].dropped} for n in names}
@@ -381,7 +384,7 @@ _DOMAINS_CARD = """
         ``alignment`` (default): eta * g_down,S . g_pre,S with g_down = sum_j omega_j g_j over the feedback
         tasks (default ``{"gsm8k": 0.5, "code": 0.5}``: GSM8K solution NLL and held-out stdlib code NLL);
         with ``domain_matched=True``, g_down(task) = sum_j pi_{d(j)} g_j (each domain paired with its own
-        feedback). Also ``cosine``, ``value_gain``, ``metric_gain``, ``advantage``.
+        feedback). Also ``cosine``, ``value_gain``, ``metric_gain``, ``advantage``, ``preconditioned``.
 
     Episode End:
         ``terminated`` when the budget of learner updates is spent or on divergence; ``info["eval"]`` then
@@ -394,8 +397,8 @@ _DOMAINS_CARD = """
 
     Arguments:
         size, data, budget, reward, updates_per_decision, feedback_period, device, dtype, alignment, lr,
-            feedback_size, split_seed, eval_items, max_new_tokens, feedback_batch_size, model, cache: as in
-            :func:`vpt_gym.envs.lm.make_soft_targets_env` (same presets, tokenizer and base checkpoint).
+            feedback_size, split_seed, eval_items, max_new_tokens, feedback_batch_size, feedback_momentum, model,
+            cache: as in :func:`vpt_gym.envs.lm.make_soft_targets_env` (same presets, tokenizer and base checkpoint).
         heldout_eval_windows: eval windows of each held-out NLL task (default 4 * the preset's eval_items).
         domains: built-in domains in the menu, subset of ``("math", "code", "prose")`` (default all three).
         extra_domains: further :class:`~vpt_gym.lm.domains.TextDomain` objects (always in the menu; one with

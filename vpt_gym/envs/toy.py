@@ -32,6 +32,7 @@ from vpt_gym.budget import Budget
 from vpt_gym.core import Task
 from vpt_gym.envs import card
 from vpt_gym.envs.task_design import TaskDesignEnv
+from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.learners import TorchLearner
 
 
@@ -237,6 +238,10 @@ class ToyFeedback:
         target = batch.y.mean(dim=0)
         return float(((learner.module.theta.detach() - target).abs() < self.world.config.tolerance).double().mean())
 
+    def eval_loss(self, learner: TorchLearner) -> float:
+        """The exact L_down = 1/2 |theta - theta*|^2 (``eval_loss`` of :meth:`evaluate`)."""
+        return self.evaluate(learner)["eval_loss"]
+
     def evaluate(self, learner: TorchLearner) -> dict[str, float]:
         """Exact held-out metrics: ``eval_loss`` = 1/2 |theta - theta*|^2 and ``eval_solved_fraction``."""
         diff = learner.module.theta.detach() - self.world.theta_star
@@ -252,6 +257,7 @@ def make_toy_env(
     updates_per_decision: int = 1,
     feedback_period: int = 8,
     reward: str = "alignment",
+    feedback_momentum: float = 0.0,
     config: ToyConfig | None = None,
     **overrides: object,
 ) -> TaskDesignEnv:
@@ -287,7 +293,7 @@ def make_toy_env(
     Reward:
         ``alignment`` (default): eta * g_down . g_pre with g_down the gradient of L_down on a feedback batch of
         noisy copies of theta* (analytic, refreshed every ``feedback_period`` decisions); S = all of theta. Also
-        ``cosine``, ``value_gain``, ``metric_gain`` (solved fraction on the probe batch) and ``advantage``.
+        ``cosine``, ``value_gain``, ``metric_gain`` (solved fraction on the probe batch), ``advantage`` and ``preconditioned`` (= ``alignment`` here: SGD).
 
     Episode End:
         ``terminated`` when the budget of learner updates is spent (or on divergence); ``info["eval"]``:
@@ -302,6 +308,7 @@ def make_toy_env(
         updates_per_decision: >= 1, divides ``budget``.
         feedback_period: g_down refresh period in decisions, >= 1.
         reward: value-estimator name.
+        feedback_momentum: running average of g_down across refreshes, in [0, 1) (0: fresh only).
         config: the :class:`ToyConfig` (default ``ToyConfig()``); ``overrides`` (any :class:`ToyConfig` field:
             ``dim``, ``num_sources``, ``radius``, ``bias``, ``noise``, ``lr``, ``world_seed``, ...) replace
             its fields.
@@ -313,6 +320,7 @@ def make_toy_env(
         v0: initial release.
     """
     budget_obj = Budget.of(budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period)
+    check_feedback_momentum(feedback_momentum)
     base = config or ToyConfig()
     unknown = set(overrides) - set(ToyConfig.__dataclass_fields__)
     if unknown:
@@ -329,6 +337,7 @@ def make_toy_env(
         feedback=ToyFeedback(world),
         budget=budget_obj,
         reward=reward,
+        feedback_momentum=feedback_momentum,
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from vpt_gym.budget import Budget
 from vpt_gym.envs import card
 from vpt_gym.envs.task_design import TaskDesignEnv
+from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.value import make_value_estimator
 
 
@@ -133,6 +134,8 @@ def _make_ssl_env(
     feedback_size: int | None = None,
     eval_size: int | None = None,
     split_seed: int = 0,
+    feedback_momentum: float = 0.0,
+    feedback_batch_size: int | None = None,
     mask_families: tuple[str, ...] | None = None,
     keep_ratios: tuple[float, ...] = (0.4, 0.55, 0.7),
     blur_sigma: float = 2.0,
@@ -147,8 +150,10 @@ def _make_ssl_env(
     budget_obj = Budget.of(preset.budget if budget is None else budget, updates_per_decision=updates_per_decision,
                            feedback_period=feedback_period)
     make_value_estimator(reward)
-    for name, value in (("batch_size", batch_size), ("feedback_size", feedback_size), ("eval_size", eval_size)):
+    for name, value in (("batch_size", batch_size), ("feedback_size", feedback_size), ("eval_size", eval_size),
+                        ("feedback_batch_size", feedback_batch_size)):
         _positive_int(name, value)
+    check_feedback_momentum(feedback_momentum)
     if num_local is not None and (isinstance(num_local, bool) or not isinstance(num_local, int) or num_local < 0):
         raise ValueError(f"num_local must be an integer >= 0 or None, got {num_local!r}")
     if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
@@ -218,11 +223,11 @@ def _make_ssl_env(
                                  continuous=menu == "mask_continuous")
     stream = ImageStream(splits.unlabeled.images, batch_size=min(batch_size or preset.batch_size, len(splits.unlabeled)))
     feedback = ProbeFeedback(splits.feedback, splits.eval, feature_dim=net.student_backbone.dim,
-                             batch_size=min(preset.feedback_batch_size, len(splits.feedback)),
+                             batch_size=min(feedback_batch_size or preset.feedback_batch_size, len(splits.feedback)),
                              probe_size=min(preset.probe_size, len(splits.feedback)), fit_steps=preset.fit_steps,
                              eval_fit_steps=preset.eval_fit_steps)
     env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
-                        reward=reward)
+                        reward=reward, feedback_momentum=feedback_momentum)
     env.data_sources = {"images": splits.unlabeled.source}
     return env
 
@@ -234,13 +239,15 @@ _CARD_ARGS = """
             foreground), ``"digits"`` (sklearn), or an ``ImageFolder`` path ``root/<class>/<image>``
             (classification only). ``paper`` needs a path.
         budget: learner updates per episode (default: the preset's: tiny 16, small 200, paper 1000).
-        reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage``.
+        reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage`` | ``preconditioned``.
         updates_per_decision, feedback_period: see :class:`~vpt_gym.budget.Budget`.
         device: ``"auto"`` | ``"cpu"`` | ``"cuda"``.
         objective: ``"dino"`` (default) or ``"simclr"``. arch: ``"vit"`` (default) | ``"resnet10"`` | ``"resnet18"``.
         alignment: subset S, ``"lastN"`` or N: the last N student blocks + final norm (default: preset's, 2).
         lr, batch_size, num_local: override the preset's AdamW lr, images per batch, local crops.
         feedback_size, eval_size, split_seed: the disjoint labelled splits (fixed across episodes).
+        feedback_batch_size: images per g_down refresh (default: the preset's). feedback_momentum: running
+            average of g_down across refreshes, beta in [0, 1) (default 0: the fresh gradient only).
         mask_families, keep_ratios, blur_sigma: the mask menu (``vpt/SSL-Mask-v0``).
         model: ``size="paper"`` only: local path or hub id of a ``transformers`` ViT-style ``AutoModel``.
         cache: folder of cached base checkpoints (default ``$VPT_GYM_CACHE`` or ``~/.cache/vpt_gym``).
@@ -283,7 +290,7 @@ _CARD_COMMON = """
         ``alignment`` (default): eta * g_down,S . g_pre,S, S = the last 2 (paper: 4) student blocks + final
         norm; L_down = probe-head classification CE + pixelwise segmentation CE (nats) on frozen learner
         features, probe heads refit at every g_down refresh. Also ``cosine``, ``value_gain``, ``metric_gain``,
-        ``advantage``.
+        ``advantage``, ``preconditioned`` (the first-order value of the AdamW step, v2 App. B.4).
         Source: V-Pretraining v2 Eq. 8-9, 28.
 
     Episode End:

@@ -461,19 +461,9 @@ class GSM8KFeedback:
             [self._feedback_answers[index] for index in indices],
         )
 
-    def evaluate(self, learner: Learner) -> dict[str, float]:
-        """Held-out metrics on the first ``eval_items`` problems of the eval split (fixed, deterministic).
-
-        Runs under ``torch.no_grad`` in eval mode; the module's parameters and train/eval flags are left
-        unchanged.
-
-        Args:
-            learner: provides ``module`` (with ``.generate``) and ``device``.
-
-        Returns:
-            ``{"eval_nll": nats per answer token (>= 0, same masking and cutting as :meth:`loss`),
-            "eval_pass@1": exact-match Pass@1 in [0, 1] (as :meth:`metric`), "eval_items": problems used}``.
-        """
+    def eval_loss(self, learner: Learner) -> float:
+        """Solution NLL on the first ``eval_items`` eval problems (nats per answer token, >= 0): the
+        ``eval_nll`` of :meth:`evaluate` without the decoding. Under ``torch.no_grad`` in eval mode."""
         module, device = learner.module, learner.device
         nll_total = 0.0
         count_total = 0
@@ -490,9 +480,25 @@ class GSM8KFeedback:
                 )
                 nll_total += float(nll_sum)
                 count_total += int(count)
+        return nll_total / count_total
+
+    def evaluate(self, learner: Learner) -> dict[str, float]:
+        """Held-out metrics on the first ``eval_items`` problems of the eval split (fixed, deterministic).
+
+        Runs under ``torch.no_grad`` in eval mode; the module's parameters and train/eval flags are left
+        unchanged.
+
+        Args:
+            learner: provides ``module`` (with ``.generate``) and ``device``.
+
+        Returns:
+            ``{"eval_nll": nats per answer token (>= 0, same masking and cutting as :meth:`loss`),
+            "eval_pass@1": exact-match Pass@1 in [0, 1] (as :meth:`metric`), "eval_items": problems used}``.
+        """
+        nll = self.eval_loss(learner)
         pass_rate = self._pass_rate(learner, self._eval_prompts, self._eval_answers)
         return {
-            "eval_nll": nll_total / count_total,
+            "eval_nll": nll,
             "eval_pass@1": pass_rate,
             "eval_items": float(self.eval_items),
         }

@@ -127,6 +127,10 @@ class HeldoutNLLFeedback:
         with _inference_mode(learner.module):
             return -float(self.loss(learner, batch))
 
+    def eval_loss(self, learner: Learner) -> float:
+        """Mean next-token NLL over the first ``eval_items`` eval windows (nats/token): ``eval_nll``."""
+        return self.evaluate(learner)["eval_nll"]
+
     def evaluate(self, learner: Learner) -> dict[str, float]:
         """``{"eval_nll": mean NLL over the first eval_items eval windows (nats/token), "eval_items": M}``."""
         total, count = 0.0, 0
@@ -257,6 +261,17 @@ class MultitaskFeedback:
         if not isinstance(mixture, Mapping):
             raise ValueError(f"task {task.name!r} has no mixture weights; domain-matched alignment needs them")
         return {n: float(mixture.get(self.matched_domains[n], 0.0)) for n in self.task_names}
+
+    def eval_loss(self, learner: Learner) -> float:
+        """sum_j omega_j eval_loss_j: the ``eval_nll`` of :meth:`evaluate` without the decoding of tasks
+        that decode (GSM8K Pass@1). Raises: TypeError when a task has no ``eval_loss``."""
+        total = 0.0
+        for name in self.task_names:
+            task = self.tasks[name]
+            if not callable(getattr(task, "eval_loss", None)):
+                raise TypeError(f"feedback task {name!r} ({type(task).__name__}) has no eval_loss()")
+            total += self.weights[name] * float(task.eval_loss(learner))
+        return total
 
     def evaluate(self, learner: Learner) -> dict[str, float]:
         """Every task's held-out metrics as ``"<task>/<key>"`` and ``"eval_nll"`` = sum_j omega_j eval_nll_j."""

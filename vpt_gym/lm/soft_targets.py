@@ -100,7 +100,7 @@ def log_prob_jvp(module: torch.nn.Module, input_ids: torch.Tensor, candidates: t
 
     D[b, t, k] = sum_i tangent_i . d/dtheta_i log p_theta(C[b, t, k] | input_ids[b, :t+1]), for theta_i in S,
     by one forward-mode pass (``torch.func.jvp`` through ``functional_call``; tangent nonzero only on S).
-    With tangent = g_down this is the D of DESIGN.md §7: for any target q on C, the value is
+    With tangent = g_down this is the D of docs/ARCHITECTURE.md §7: for any target q on C, the value is
     eta * g_down . g_pre(q) = -eta * mean_t sum_k q[b, t, k] D[b, t, k] (the soft-target loss is linear in q).
 
     Args:
@@ -261,7 +261,7 @@ class SoftTargetTaskSpace:
                       g_down: Sequence[torch.Tensor], tasks: Sequence[Task]) -> np.ndarray:
         """g_down,S . g_pre,S(task) for every task from ONE forward-mode pass (cost independent of K).
 
-        The soft-target loss is linear in its target, so g_down . g_pre(q) = -mean_t sum_k q D (DESIGN.md §7).
+        The soft-target loss is linear in its target, so g_down . g_pre(q) = -mean_t sum_k q D (docs/ARCHITECTURE.md §7).
 
         Returns:
             shape [len(tasks)], float64.

@@ -1,4 +1,4 @@
-"""Forward-mode look-ahead through the alignment subset S only (DESIGN.md §7, issue "Performance").
+"""Forward-mode look-ahead through the alignment subset S only (docs/ARCHITECTURE.md §7, issue "Performance").
 
 The tangent of the value direction (g_down) is nonzero only on S, the last blocks of the learner. A JVP of
 the whole model would carry zero tangents through every block below S and recompute their primal forward.

@@ -242,6 +242,19 @@ class ProbeFeedback:
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     @torch.no_grad()
+    def eval_loss(self, learner) -> float:
+        """L_down on the eval split: CE(class) (+ CE(pixel class) with a dense target) of the **current** heads
+        (those g_down is taken with, last refit at a g_down refresh), nats; the held-out counterpart of
+        :meth:`loss`, so the realized drop of this loss is what the first-order value predicts. The heads are
+        not refit (:meth:`evaluate` refits fresh heads for the leaderboard metrics)."""
+        device = learner.device
+        self.heads.to(device)
+        cls, dense = self._features(learner, self._eval_images)
+        masks = self._eval.masks.to(device) if self.num_dense_classes else None
+        ce, seg = self.heads.losses(cls, dense, self._eval.labels.to(device), masks)
+        return float(ce if seg is None else ce + seg)
+
+    @torch.no_grad()
     def evaluate(self, learner) -> dict[str, float]:
         """Held-out probe metrics: fresh heads fit on the feedback split, measured on the eval split.
 

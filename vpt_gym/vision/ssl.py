@@ -16,6 +16,8 @@ only by applied updates: look-ahead forwards and the feedback gradient never cha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -329,6 +331,19 @@ class SSLLearner:
                     bt.copy_(bs)
         if self._pending_center is not None:
             model.center.mul_(self.center_momentum).add_(self._pending_center, alpha=1.0 - self.center_momentum)
+
+    def preconditioner(self) -> list[torch.Tensor] | None:
+        """AdamW's preconditioner on S (see :meth:`vpt_gym.learners.TorchLearner.preconditioner`)."""
+        return self._inner.preconditioner()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Student, teacher, centre, BatchNorm statistics, AdamW state and the pending forward's statistics."""
+        return {"inner": self._inner.snapshot(), "pending_bn": self._pending_bn, "pending_center": self._pending_center}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Put back a :meth:`snapshot` bit-for-bit."""
+        self._inner.restore(snapshot["inner"])
+        self._pending_bn, self._pending_center = snapshot["pending_bn"], snapshot["pending_center"]
 
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Student backbone features for probes, with BatchNorm in eval mode (running statistics used, never

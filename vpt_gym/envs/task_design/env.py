@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import Any, SupportsFloat
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -11,10 +13,25 @@ import torch
 from gymnasium import spaces
 
 from vpt_gym.budget import Budget, Ledger
-from vpt_gym.core import FeedbackSet, Learner, PretrainStream, Task, TaskSpace
+from vpt_gym.core import (
+    BranchableLearner,
+    FeedbackSet,
+    Learner,
+    PreconditionedLearner,
+    PretrainStream,
+    Task,
+    TaskSpace,
+)
 from vpt_gym.envs.task_design.feedback import FeedbackMixin
 from vpt_gym.envs.task_design.lookahead import LookaheadMixin
-from vpt_gym.value import GradientStats, ValueEstimator, gradient_stats, make_value_estimator
+from vpt_gym.value import (
+    GradientStats,
+    UpdateOutcome,
+    ValueEstimator,
+    gradient_stats,
+    make_value_estimator,
+    step_values,
+)
 
 LOSS_CAP = 1.0e3
 """Upper bound of the loss features of the observation (nats per token or the learner's loss unit)."""
@@ -31,6 +48,62 @@ BASE_FEATURES: tuple[tuple[str, float, float], ...] = (
     ("log10_g_down_norm", *LOG10_NORM_RANGE),
     ("ema_cosine", -1.0, 1.0),
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Branch:
+    """One counterfactual update (:meth:`TaskDesignEnv.counterfactual`).
+
+    Attributes:
+        action: the action branched on (masked actions resolved to the standard task, as in ``step``).
+        task: the task's name.
+        outcome: what the env's value estimators read about the update (None: the update diverged).
+        measured: ``measure(learner)`` after the update (e.g. the eval split's loss).
+    """
+
+    action: Any
+    task: str
+    outcome: UpdateOutcome | None
+    measured: float
+
+
+def check_feedback_momentum(value: Any) -> float:
+    """Validate ``feedback_momentum`` (the running average of g_down across refreshes).
+
+    Raises:
+        ValueError: not a real number in [0, 1).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"feedback_momentum must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _real_valued(action: Any) -> bool:
+    """Whether ``action`` holds only real numbers (integer or float dtype; no bool, complex or string)."""
+    if isinstance(action, (str, bytes)):
+        return False
+    if isinstance(action, (list, tuple)):
+        try:
+            items = np.ravel(np.asarray(action, dtype=object))
+        except ValueError:  # ragged
+            return False
+        if any(isinstance(v, (bool, np.bool_, complex, np.complexfloating, str, bytes)) for v in items):
+            return False
+    try:
+        return np.asarray(action).dtype.kind in "iuf"
+    except ValueError:
+        return False
+
+
+def _restore_attributes(parts: Sequence[Any], states: Sequence[dict[str, Any] | None]) -> None:
+    """Put back the attribute bindings of ``parts`` saved by ``dict(vars(part))`` (new attributes removed)."""
+    for part, state in zip(parts, states):
+        if state is None:
+            continue
+        attributes = vars(part)
+        for name in [n for n in attributes if n not in state]:
+            del attributes[name]
+        attributes.update(state)
 
 
 def _log10(x: float) -> float:
@@ -77,16 +150,21 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         | 3           | EMA of log10 ‖g_pre,S‖               | [-30, 30]        | log10                   |
         | 4           | log10 ‖g_down,S‖ (current g_down)    | [-30, 30]        | log10                   |
         | 5           | EMA of cos(g_down,S, g_pre,S)        | [-1, 1]          | -                       |
-        | 6..6+K      | last value eta*g_down.g_pre per task | [-1e6, 1e6]      | feedback loss unit      |
-        | 6+K..6+2K   | selection frequency per task         | [0, 1]           | fraction of updates     |
+        | 6..5+K      | last value eta*g_down.g_pre per task | [-1e6, 1e6]      | feedback loss unit      |
+        | 6+K..5+2K   | selection frequency per task         | [0, 1]           | fraction of updates     |
         | 6+2K..      | descriptors of the next batch        | task_space bounds| see ``task_space``      |
 
+        With ``reward="preconditioned"`` the last value per task is the preconditioned value of that update.
         EMAs use decay ``ema_decay`` and start at the first measurement. Descriptors describe the batch the
         next update will use (sampled, and its forward run, before the observation is returned).
 
     Reward:
         The named ``ValueEstimator`` (``reward``): ``alignment`` (default, eta * g_down,S . g_pre,S),
-        ``cosine``, ``value_gain``, ``metric_gain`` or ``advantage``, summed over the decision's updates.
+        ``cosine``, ``value_gain``, ``metric_gain``, ``advantage`` or ``preconditioned`` (eta * sum_S g_down * g
+        / (sqrt(v_hat_t) + eps) with the applied, clipped gradient g and AdamW's bias-corrected second moment
+        after the update; V-Pretraining v2 App. B.4), summed over the decision's updates. ``info`` also
+        holds ``preconditioned`` and ``step_value`` = g_down,S . (theta_t - theta_t+1), the first-order
+        value of the step actually taken (momentum and weight decay included), for every reward.
         Finite, clipped to [-1e6, 1e6]; ``divergence_penalty`` on divergence. Optional domain-matched hook:
         a feedback set with ``domain_matched = True``, ``task_losses(learner, batch) -> {j: L_j}``, ``weights``
         ({j: omega_j}) and ``matched_weights(task) -> {j: w_j}`` has each g_j cached at every g_down refresh
@@ -116,6 +194,8 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         ema_decay: decay of the observation EMAs, in [0, 1).
         divergence_penalty: reward on divergence, finite.
         evaluate_at_end: run the eval split at episode end (``info["eval"]``).
+        feedback_momentum: beta in [0, 1): each refresh sets g_down <- beta * g_down + (1 - beta) * g_new (a
+            running average across refreshes, restarted every episode; 0 = the fresh gradient only).
 
     Version History:
         v0: initial release.
@@ -135,6 +215,7 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         ema_decay: float = 0.9,
         divergence_penalty: float = -1.0,
         evaluate_at_end: bool = True,
+        feedback_momentum: float = 0.0,
     ) -> None:
         if not isinstance(budget, Budget):
             raise ValueError(f"budget must be a vpt_gym.budget.Budget, got {budget!r}")
@@ -142,6 +223,7 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
         if not np.isfinite(divergence_penalty) or abs(divergence_penalty) > VALUE_CAP:
             raise ValueError(f"divergence_penalty must be finite and within +-{VALUE_CAP}, got {divergence_penalty!r}")
+        self.feedback_momentum = check_feedback_momentum(feedback_momentum)
         self.learner = learner
         self.task_space = task_space
         self.stream = stream
@@ -159,6 +241,7 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         default because PyTorch's forward mode is the slower of the two on CPU (measured per candidate, tiny
         presets: SSL-Mask 46 vs 26 ms, LM-Domains 47 vs 12 ms; ``benchmarks/overhead.py``)."""
         self._jvp_unsupported = False
+        self._preconditioned = isinstance(learner, PreconditionedLearner)
         if self._task_dependent and not callable(getattr(task_space, "materialize", None)):
             raise ValueError(f"{type(task_space).__name__} sets task_dependent_forward but has no materialize()")
         self._matched = bool(getattr(feedback, "domain_matched", False))
@@ -248,7 +331,7 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         """
         super().reset(seed=seed)
         episode_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**63 - 1))
-        g_learner, g_tasks, g_data, g_feedback = _generators(episode_seed, 4)
+        g_learner, g_tasks, g_data, g_feedback = self._rngs = _generators(episode_seed, 4)
         self.learner.reset(g_learner)
         task_reset = getattr(self.task_space, "reset", None)
         if task_reset is not None:
@@ -266,6 +349,8 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         self._ema_cos: float | None = None
         self._ema_fb: float | None = None
         self._g_down_norm = 0.0
+        self._g_down: list[torch.Tensor] | None = None  # type: ignore[assignment]
+        self._g_tasks: dict[str, list[torch.Tensor]] | None = None
         self._done = False
 
         est = self.value_estimator
@@ -298,6 +383,9 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
                                  f"env.unwrapped.task_names lists the menu)")
             masked = not bool(self.action_masks()[a])
             return (self.standard_action if masked else a), masked
+        if not _real_valued(action):  # bool, complex (its imaginary part would be dropped), strings, objects
+            raise ValueError(f"action {action!r} is not a real-valued array of the action space {space} "
+                             f"(low={space.low}, high={space.high})")
         try:
             a = np.asarray(action, dtype=space.dtype)
         except (TypeError, ValueError) as exc:
@@ -342,40 +430,27 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         if not self._ready or self._done:
             raise RuntimeError("call reset() before step(): the episode has not started or has ended")
         est = self.value_estimator
-        lr = float(self.learner.lr)
         reward = 0.0
         losses: list[float] = []
         cosines: list[float] = []
-        alignment = 0.0
+        alignment = preconditioned = step_value = 0.0
         diverged = self._diverged
         for _ in range(self.budget.updates_per_decision):
             if diverged:
                 break
-            std_alignment = None
-            if est.needs_standard_gradient:
-                std_alignment = self._task_value(self._standard_task)
-            batch = self._batch
-            loss = self._task_loss(task, lookahead=False)
-            if self._task_dependent:
-                batch = self._view
-            g_pre = self.learner.backward(loss)
-            self._ledger.learner_backward += 1
-            stats = gradient_stats(self._g_down_for(task), g_pre, lr, loss=loss,  # the step's one host sync
-                                   g_down_norm=None if self._matched else self._g_down_norm)
-            loss_value = stats.loss
-            if not (np.isfinite(loss_value) and np.isfinite(stats.g_pre_norm) and np.isfinite(stats.dot)):
+            applied = self._apply(task)
+            if applied is None:
                 diverged = True
                 break
-            self.learner.apply_update()
-            self._ledger.learner_updates += 1
-            self._ledger.examples += int(batch.num_examples)
-            self._ledger.tokens += int(batch.num_tokens)
-            outcome = self._outcome(stats, std_alignment)
-            reward += est.reward(outcome)
-            losses.append(loss_value)
+            stats, outcome = applied
+            value = est.reward(outcome)
+            reward += value
+            losses.append(stats.loss)
             cosines.append(stats.cosine)
             alignment += stats.alignment
-            self._record(k, loss_value, stats)
+            preconditioned += float(outcome.preconditioned or 0.0)
+            step_value += float(outcome.step_value or 0.0)
+            self._record(k, stats.loss, stats, outcome)
             if self._ledger.learner_updates < self.budget.learner_updates:
                 self._prepare_next()
         self._decisions += 1
@@ -395,6 +470,8 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
             "pretrain_loss": float(np.mean(losses)) if losses else float("nan"),
             "feedback_loss": float(self._feedback_loss),
             "alignment": float(alignment),
+            "preconditioned": float(preconditioned),
+            "step_value": float(step_value),
             "cosine": float(np.mean(cosines)) if cosines else 0.0,
             "ledger": self._ledger.as_dict(),
         }
@@ -403,7 +480,118 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
                 info["eval"] = {k2: float(v) for k2, v in self.feedback.evaluate(self.learner).items()}
         return self._observation(), float(reward), terminated, False, info
 
+    # ----------------------------------------------------------------------------------- counterfactuals
+    def counterfactual(self, actions: Sequence[Any] | None = None, *, measure: Callable[[Any], float],
+                       probe_loss: bool = False) -> tuple[float, list[Branch]]:
+        """Counterfactual credit: each action's real update on the pending batch, measured, then undone.
+
+        For each action the learner (weights, optimizer state, BatchNorm statistics, EMA teacher and centre:
+        ``learner.snapshot()``) and the episode's generators are put back to the current state, the task's
+        real update is taken exactly as :meth:`step` takes it (same batch, same g_down, same clipping and
+        optimizer step), its :class:`~vpt_gym.value.UpdateOutcome` is recorded and ``measure(learner)`` is
+        read. Afterwards the env is restored so that the episode continues bit-for-bit as without the call
+        (CPU; checked in the tests). Nothing is charged in the ledger: this is a measurement harness
+        (``benchmarks/reward_validity.py``), not a designer's look-ahead.
+
+        Args:
+            actions: actions to branch on (default: every task of a ``Discrete`` menu, in index order).
+            measure: ``measure(learner) -> float``, e.g. the eval split's loss (``feedback.eval_loss``); run
+                under ``torch.no_grad``.
+            probe_loss: also measure L_down on the fixed probe batch before and after each update (fills
+                ``probe_loss_before``/``_after`` of the outcomes, as the ``value_gain`` reward reads them).
+
+        Returns:
+            ``(measured_before, branches)``: ``measure`` at the current state and one :class:`Branch` per
+            action (``outcome`` None when that update diverged).
+
+        Raises:
+            RuntimeError: outside a running episode. ValueError: an action outside the action space, or
+            ``actions=None`` on a ``Box`` space.
+        """
+        if not self._ready or self._done:
+            raise RuntimeError("counterfactual() needs a running episode: call reset() first")
+        if not isinstance(self.learner, BranchableLearner):
+            raise NotImplementedError(f"{type(self.learner).__name__} has no snapshot()/restore(): it cannot branch")
+        if actions is None:
+            if not self._discrete:
+                raise ValueError(f"actions=None is only defined for a Discrete menu; pass actions for {self.action_space}")
+            actions = list(range(self.action_space.n))
+        resolved = [self._resolve_action(a)[0] for a in actions]
+        learner_state = self.learner.snapshot()
+        rng_states = [g.get_state() for g in self._rngs]
+        parts = (self.task_space, self.stream, self.feedback)  # their plain attributes (e.g. a per-batch seed memo)
+        part_states = [dict(vars(p)) if hasattr(p, "__dict__") else None for p in parts]
+        fields = ("_ledger", "_view", "_probe_loss", "_probe_metric")
+        saved = {f: copy.deepcopy(getattr(self, f)) for f in fields if hasattr(self, f)}
+        with torch.no_grad():
+            before = float(measure(self.learner))
+        force_probe = probe_loss and not self.value_estimator.needs_probe_loss
+        if force_probe:
+            self._probe_loss = self._measure_probe(self.feedback.loss)
+            saved_probe = self._probe_loss
+        branches: list[Branch] = []
+        try:
+            for action in resolved:
+                self.learner.restore(learner_state)
+                for g, state in zip(self._rngs, rng_states):
+                    g.set_state(state)
+                _restore_attributes(parts, part_states)
+                if force_probe:
+                    self._probe_loss = saved_probe
+                if not self._task_dependent:  # the pending graph is spent by each branch's backward
+                    self._outputs = self.learner.forward(self._batch)
+                task = self.task_space.task(action)
+                applied = self._apply(task, probe_loss=force_probe)
+                with torch.no_grad():
+                    after = float(measure(self.learner))
+                branches.append(Branch(action=action, task=task.name,
+                                       outcome=None if applied is None else applied[1], measured=after))
+        finally:
+            self.learner.restore(learner_state)
+            for g, state in zip(self._rngs, rng_states):
+                g.set_state(state)
+            _restore_attributes(parts, part_states)
+            for f, value in saved.items():
+                setattr(self, f, value)
+            if force_probe and "_probe_loss" not in saved:
+                del self._probe_loss
+            if not self._task_dependent:  # a fresh graph for the real update (same values, bitwise on CPU)
+                self._outputs = self.learner.forward(self._batch)
+        return before, branches
+
     # ------------------------------------------------------------------------------------------ internals
+    def _apply(self, task: Task, *, probe_loss: bool = False) -> tuple[GradientStats, UpdateOutcome] | None:
+        """One real learner update of ``task`` on the pending batch, with its outcome; None on divergence
+        (a non-finite loss or gradient: nothing is applied). The ledger counts the update's passes."""
+        est = self.value_estimator
+        lr = float(self.learner.lr)
+        std_alignment = None
+        if est.needs_standard_gradient:
+            std_alignment = self._task_value(self._standard_task)
+        batch = self._batch
+        loss = self._task_loss(task, lookahead=False)
+        if self._task_dependent:
+            batch = self._view
+        g_pre = self.learner.backward(loss)
+        self._ledger.learner_backward += 1
+        g_down = self._g_down_for(task)
+        stats = gradient_stats(g_down, g_pre, lr, loss=loss,  # the update's first host sync
+                               g_down_norm=None if self._matched else self._g_down_norm)
+        if not (np.isfinite(stats.loss) and np.isfinite(stats.g_pre_norm) and np.isfinite(stats.dot)):
+            return None
+        subset = self.learner.alignment_parameters()
+        theta_before = [p.detach().clone() for p in subset]
+        self.learner.apply_update()  # clips g_pre in place (live .grad buffers) when the learner clips
+        preconditioner = self.learner.preconditioner() if self._preconditioned else None
+        preconditioned, step_value = step_values(g_down, g_pre, preconditioner, theta_before,  # second sync
+                                                 [p.detach() for p in subset], lr)
+        self._ledger.learner_updates += 1
+        self._ledger.examples += int(batch.num_examples)
+        self._ledger.tokens += int(batch.num_tokens)
+        outcome = self._outcome(stats, std_alignment, preconditioned=preconditioned, step_value=step_value,
+                                probe_loss=probe_loss)
+        return stats, outcome
+
     def _budget_spent(self) -> bool:
         return self._ledger.learner_updates >= self.budget.learner_updates
 
@@ -437,11 +625,12 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
             self._view = view
         return self.task_space.loss(view, outputs, task)
 
-    def _record(self, k: int | None, loss_value: float, stats: GradientStats) -> None:
+    def _record(self, k: int | None, loss_value: float, stats: GradientStats, outcome: UpdateOutcome) -> None:
         d = self.ema_decay
         if k is not None:
             self._counts[k] += 1
-            self._last_value[k] = stats.alignment
+            self._last_value[k] = (outcome.preconditioned if self.value_estimator.name == "preconditioned"
+                                   else stats.alignment)
         log_norm = _log10(stats.g_pre_norm)
         self._ema_pre = loss_value if self._ema_pre is None else d * self._ema_pre + (1 - d) * loss_value
         self._ema_log_g_pre = log_norm if self._ema_log_g_pre is None else d * self._ema_log_g_pre + (1 - d) * log_norm

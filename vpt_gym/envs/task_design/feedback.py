@@ -38,14 +38,16 @@ class FeedbackMixin:
         if self._matched:  # per-task g_j cached for domain-matched alignment; g_down = sum_j omega_j g_j
             losses = self.feedback.task_losses(self.learner, batch)
             omega = self.feedback.weights
-            self._g_tasks = {j: [g.detach() for g in self.learner.subset_gradient(lj)] for j, lj in losses.items()}
+            old = self._g_tasks or {}
+            self._g_tasks = {j: self._running_average(old.get(j), [g.detach() for g in self.learner.subset_gradient(lj)])
+                             for j, lj in losses.items()}
             self._g_down = self._combine({j: omega[j] for j in losses})
             loss = sum(omega[j] * lj.detach() for j, lj in losses.items())
             self._ledger.feedback_forward += len(losses)
             self._ledger.feedback_backward += len(losses)
         else:
             loss = self.feedback.loss(self.learner, batch)
-            self._g_down = [g.detach() for g in self.learner.subset_gradient(loss)]
+            self._g_down = self._running_average(self._g_down, [g.detach() for g in self.learner.subset_gradient(loss)])
             self._ledger.feedback_forward += 1
             self._ledger.feedback_backward += 1
         both = torch.stack([loss.detach().double().reshape(()), grad_norm(self._g_down).double()]).cpu().tolist()
@@ -55,6 +57,13 @@ class FeedbackMixin:
         d = self.ema_decay
         self._ema_fb = self._feedback_loss if self._ema_fb is None else d * self._ema_fb + (1 - d) * self._feedback_loss
         return True
+
+    def _running_average(self, old: list[torch.Tensor] | None, new: list[torch.Tensor]) -> list[torch.Tensor]:
+        """beta * old + (1 - beta) * new with beta = ``feedback_momentum`` (``new`` at the first refresh)."""
+        beta = self.feedback_momentum
+        if old is None or beta == 0.0:
+            return new
+        return [o.mul(beta).add_(n, alpha=1.0 - beta) for o, n in zip(old, new)]
 
     def _combine(self, coefficients: dict[str, float]) -> list[torch.Tensor]:
         """sum_j coefficients[j] * g_j over the cached per-task feedback gradients (domain-matched mode)."""
@@ -81,10 +90,11 @@ class FeedbackMixin:
         self._charge_feedback_data(batch)
         return value
 
-    def _outcome(self, stats: GradientStats, std_alignment: float | None) -> UpdateOutcome:
+    def _outcome(self, stats: GradientStats, std_alignment: float | None, *, preconditioned: float | None = None,
+                 step_value: float | None = None, probe_loss: bool = False) -> UpdateOutcome:
         est = self.value_estimator
         before_loss = after_loss = before_metric = after_metric = None
-        if est.needs_probe_loss:
+        if est.needs_probe_loss or probe_loss:
             before_loss, after_loss = self._probe_loss, self._measure_probe(self.feedback.loss)
             self._probe_loss = after_loss
         if est.needs_probe_metric:
@@ -97,4 +107,6 @@ class FeedbackMixin:
             metric_before=before_metric,
             metric_after=after_metric,
             standard_alignment=std_alignment,
+            preconditioned=preconditioned,
+            step_value=step_value,
         )

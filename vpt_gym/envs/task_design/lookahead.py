@@ -1,6 +1,6 @@
 """Designer look-ahead of :class:`~vpt_gym.envs.task_design.TaskDesignEnv`: the value of tasks not taken.
 
-One forward-mode pass for every task of a menu linear in its targets (DESIGN.md §7), else one backward (or
+One forward-mode pass for every task of a menu linear in its targets (docs/ARCHITECTURE.md §7), else one backward (or
 one forward-mode pass) per task; every pass is charged in the ledger. The learner is never changed.
 """
 
@@ -14,6 +14,17 @@ import torch
 
 from vpt_gym.core import Learner, Task, TaskSpace
 from vpt_gym.value import gradient_stats
+
+
+LOOKAHEAD_VALUES = ("alignment", "preconditioned")
+"""The values :meth:`LookaheadMixin.lookahead_values` computes."""
+
+
+def _times(precondition: Sequence[torch.Tensor] | None, g: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """P * g elementwise (``g`` itself when P is None), in g's dtype."""
+    if precondition is None:
+        return list(g)
+    return [(p * x).to(x.dtype) for p, x in zip(precondition, g)]
 
 
 class _TaskLoss(torch.nn.Module):
@@ -57,22 +68,28 @@ class LookaheadMixin:
         self._ledger.lookahead_forward += 1
         return hook(self.learner, self._batch, self._outputs, self._g_down if tangent is None else tangent)
 
-    def lookahead_values(self, actions: Sequence[Any] | None = None) -> np.ndarray:
+    def lookahead_values(self, actions: Sequence[Any] | None = None, *, value: str | None = None) -> np.ndarray:
         """Designer look-ahead: the value of each action's task for the next update, without taking it.
 
         For each action, the alignment value ``eta * g_down,S . g_pre,S(task)`` on the batch the next update
         will use (its forward is reused) at the current learner state, with the current cached g_down — the
-        same quantity as the ``alignment`` reward. The learner is not changed.
+        same quantity as the ``alignment`` reward. With ``value="preconditioned"`` the tangent is
+        ``P * g_down`` with P the optimizer's preconditioner at the current state (AdamW:
+        ``1 / (sqrt(v_hat_t) + eps)`` of the last update; P = 1 for SGD and before the first update), so the
+        value is ``eta * sum_S P * g_down * g_pre(task)``: the ``preconditioned`` reward up to that update's own
+        contribution to v_hat and to clipping (V-Pretraining v2 App. B.4). The learner is not changed.
 
         Args:
             actions: actions to evaluate (default: every task of a ``Discrete`` menu, in index order).
+            value: ``"alignment"`` or ``"preconditioned"``; default: ``"preconditioned"`` when the env's
+                reward is, else ``"alignment"``.
 
         Returns:
             shape [num_actions], float64, unit of L_down (e.g. nats/token).
 
         Cost:
             where the task space is linear in its targets (soft-target LM menus) and
-            ``forward_mode_lookahead`` is True: ONE forward-mode pass for all actions (DESIGN.md §7), charged
+            ``forward_mode_lookahead`` is True: ONE forward-mode pass for all actions (docs/ARCHITECTURE.md §7), charged
             as one ``lookahead_forward``; otherwise one backward to the alignment subset S per action,
             charged as ``lookahead_backward`` (the forward is shared with the update); where the forward
             depends on the task (``task_space.task_dependent_forward``), also one forward per action,
@@ -81,8 +98,13 @@ class LookaheadMixin:
 
         Raises:
             RuntimeError: before ``reset`` or after the episode ended.
-            ValueError: an action outside the action space, or ``actions=None`` on a ``Box`` space.
+            ValueError: an action outside the action space, ``actions=None`` on a ``Box`` space, or an unknown
+                ``value``.
         """
+        if value is None:
+            value = "preconditioned" if self.value_estimator.name == "preconditioned" else "alignment"
+        if value not in LOOKAHEAD_VALUES:
+            raise ValueError(f"value={value!r} is not accepted; choose one of {LOOKAHEAD_VALUES}")
         if not self._ready or self._done:
             raise RuntimeError("lookahead_values() needs a running episode: call reset() first")
         if actions is None:
@@ -91,13 +113,19 @@ class LookaheadMixin:
             actions = list(range(self.action_space.n))
         tasks = [self.task_space.task(self._resolve_action(a)[0]) for a in actions]
         lr = float(self.learner.lr)
+        precondition = self._lookahead_preconditioner() if value == "preconditioned" else None
         linear_values = getattr(self.task_space, "linear_values", None)
         if linear_values is not None and self.forward_mode_lookahead and not self._matched:
             self._ledger.lookahead_forward += 1
-            return lr * linear_values(self.learner, self._batch, self._outputs, self._g_down, tasks)
-        return np.asarray([self._task_value(task) for task in tasks], dtype=np.float64)
+            tangent = _times(precondition, self._g_down)
+            return lr * linear_values(self.learner, self._batch, self._outputs, tangent, tasks)
+        return np.asarray([self._task_value(task, precondition) for task in tasks], dtype=np.float64)
 
-    def _task_value(self, task: Task) -> float:
+    def _lookahead_preconditioner(self) -> list[torch.Tensor] | None:
+        """P at the current state for the look-ahead (None: P = 1)."""
+        return self.learner.preconditioner() if self._preconditioned else None
+
+    def _task_value(self, task: Task, precondition: Sequence[torch.Tensor] | None = None) -> float:
         """eta * g_down(task) . grad_S L_pre(task) on the pending batch, without an update.
 
         Where the forward depends on the task and ``forward_mode_per_task`` is set, one forward-mode pass: the
@@ -106,7 +134,7 @@ class LookaheadMixin:
         forward-mode AD) a backward to S, charged as ``lookahead_backward`` (plus the task's forward).
         """
         lr = float(self.learner.lr)
-        tangent = self._g_down_for(task)
+        tangent = _times(precondition, self._g_down_for(task))
         if self._task_dependent and self.forward_mode_per_task and not self._jvp_unsupported:
             try:
                 dot = self._loss_jvp(task, tangent)

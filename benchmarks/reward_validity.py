@@ -1,0 +1,144 @@
+"""Reward validity report: does each reward mode rank tasks the way they really move the held-out loss?
+
+For each env id (at a preset and config), along random-policy episodes (``vpt_gym.benchmark.validity``):
+
+(a) counterfactual credit: at ``--states`` states per seed the learner (weights, optimizer state, BatchNorm
+    statistics, EMA teacher and centre) is copied once per task, each copy takes that task's real update on
+    the pending batch, and the realized drop of the eval split's loss (``feedback.eval_loss``: GSM8K test
+    solution NLL, held-out window NLL, the probe heads' loss on held-out images, the toy's exact L_down) is
+    compared with each reward mode's value of the same update: mean Spearman across tasks, and how often
+    the mode's best task is the realized best. Continuous variants branch on the standard action plus
+    ``--grid - 1`` points drawn uniformly in the box.
+(b) one-step calibration: over every ``--calibrate-every``-th update of the same episodes, Pearson and the
+    least-squares slope of the realized drop against each mode.
+(c) policy ranking: every fixed-task policy x ``--policy-seeds`` seeds; Spearman of the mean return (per
+    mode) against the final held-out loss (negated, so agreement is positive).
+
+The branching restores the env exactly: the episode continues bit-for-bit as without it (CPU; tested).
+
+Usage:
+    python benchmarks/reward_validity.py --env vpt/LM-SoftTargets-v0 --size small --json validity_lm.json
+    python benchmarks/reward_validity.py --env all --size small --policy-seeds 3
+    python benchmarks/reward_validity.py --env vpt/LM-SoftTargets-v0 --set feedback_batch_size=64 --no-policies
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+import vpt_gym  # noqa: F401  (registers the envs)
+from vpt_gym.atomic import write_text_atomic
+from vpt_gym.benchmark.validity import MODES, POLICY_MODES, counterfactual_credit, policy_ranking
+from vpt_gym.cli import set_overrides
+
+ALL_ENVS = ("vpt/Toy-Alignment-v0", "vpt/LM-SoftTargets-v0", "vpt/LM-SoftTargetsContinuous-v0", "vpt/LM-Domains-v0",
+            "vpt/LM-DomainsContinuous-v0", "vpt/SSL-Augment-v0", "vpt/SSL-Mask-v0", "vpt/SSL-MaskContinuous-v0")
+"""Every registered family member the report covers (``--env all``)."""
+
+
+def env_factory(env_id: str, size: str, budget: int | None, extra: dict[str, Any]):
+    kwargs = dict(extra)
+    if not env_id.startswith("vpt/Toy"):
+        kwargs.setdefault("size", size)
+        kwargs.setdefault("device", "cpu")
+    if budget is not None:
+        kwargs["budget"] = budget
+
+    def make() -> gym.Env:
+        return gym.make(env_id, **kwargs)
+
+    return make, kwargs
+
+
+def fmt(x: float, digits: int = 2) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def table(report: dict[str, Any]) -> str:
+    credit = report["counterfactual"]["summary"]
+    calib = report["counterfactual"].get("calibration", {})
+    policies = report.get("policy_ranking", {}).get("spearman", {})
+    lines = ["| reward mode | mean Spearman (counterfactual) | best task found | calibration Pearson | slope | "
+             "policy-ranking Spearman |", "|---|---:|---:|---:|---:|---:|"]
+    for m in MODES:
+        c = credit[m]
+        cal = calib.get(m, {})
+        lines.append(f"| `{m}` | {fmt(c['mean_spearman'])} | {c['best_found']} of {c['states']} | "
+                     f"{fmt(cal.get('pearson', math.nan))} | {fmt(cal.get('slope', math.nan), 3)} | "
+                     f"{fmt(policies.get(m, math.nan)) if m in POLICY_MODES else 'n/a'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", nargs="+", default=["vpt/LM-SoftTargets-v0"],
+                        help="env ids, or 'all' (every family member: %s)" % ", ".join(ALL_ENVS))
+    parser.add_argument("--size", default="small", help="preset of the learner envs: tiny | small | paper")
+    parser.add_argument("--budget", type=int, default=None, help="learner updates per episode (default: preset's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="random-policy episode seeds (>= 2)")
+    parser.add_argument("--states", type=int, default=6, help="branching states per seed (>= 6 for a claim)")
+    parser.add_argument("--first-state", type=int, default=5, help="learner updates before the first state")
+    parser.add_argument("--grid", type=int, default=5, help="candidate actions of a Box variant (>= 5)")
+    parser.add_argument("--policy-seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="seeds per fixed-task policy (policy ranking)")
+    parser.add_argument("--policy-budget", type=int, default=None,
+                        help="learner updates per fixed-policy episode (default: --budget, else the preset's)")
+    parser.add_argument("--no-calibration", action="store_true", help="skip (b): branching along the episode")
+    parser.add_argument("--calibrate-every", type=int, default=4,
+                        help="(b) branches every N-th update (each branch costs an eval-split loss)")
+    parser.add_argument("--no-policies", action="store_true", help="skip (c): the fixed-task policies")
+    parser.add_argument("--no-probe", action="store_true", help="skip the probe loss per branch (value_gain)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: bitwise reruns)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="env keyword for every env (VALUE is JSON, else a string), e.g. feedback_batch_size=64, lr=1e-4")
+    parser.add_argument("--json", default=None, help="write the full report (every state and policy) here")
+    args = parser.parse_args(argv)
+    envs = list(ALL_ENVS) if args.env == ["all"] else args.env
+    unknown = [e for e in envs if e not in gym.registry]
+    if unknown:
+        parser.error(f"unknown env ids {unknown}; registered: {sorted(k for k in gym.registry if k.startswith('vpt/'))}")
+    if args.states < 1 or args.grid < 5 or not args.seeds or args.threads < 1 or args.calibrate_every < 1:
+        parser.error(f"need --states >= 1, --grid >= 5, one seed or more, --threads >= 1 and --calibrate-every >= 1; "
+                     f"got {args.states}, {args.grid}, {args.seeds}, {args.threads}, {args.calibrate_every}")
+    if args.json and os.path.isdir(args.json):
+        parser.error(f"--json {args.json!r} is a folder; give a file path")
+    torch.set_num_threads(args.threads)
+    reports = []
+    extras = {env_id: set_overrides(env_id, args.set) for env_id in envs}  # checked before any env is built
+    for env_id in envs:
+        extra = extras[env_id]
+        make, kwargs = env_factory(env_id, args.size, args.budget, extra)
+        started = time.perf_counter()
+        print(f"## {env_id}  {json.dumps(kwargs, sort_keys=True)}", flush=True)
+        report: dict[str, Any] = {"env_id": env_id, "kwargs": kwargs, "seeds": args.seeds, "states": args.states}
+        report["counterfactual"] = counterfactual_credit(make, seeds=args.seeds, num_states=args.states,
+                                                         first_state=args.first_state, grid_points=args.grid,
+                                                         probe=not args.no_probe, calibrate=not args.no_calibration,
+                                                         calibrate_every=args.calibrate_every,
+                                                         progress=lambda line: print(line, file=sys.stderr, flush=True))
+        if not args.no_policies:
+            make_policy_env = make
+            if args.policy_budget is not None:
+                make_policy_env, _ = env_factory(env_id, args.size, args.policy_budget, extra)
+                report["policy_budget"] = args.policy_budget
+            report["policy_ranking"] = policy_ranking(make_policy_env, seeds=args.policy_seeds, grid_points=args.grid)
+        report["wall_clock_s"] = time.perf_counter() - started
+        print(table(report), flush=True)
+        print(f"({report['wall_clock_s']:.0f} s)\n", flush=True)
+        reports.append(report)
+    if args.json:
+        write_text_atomic(args.json, json.dumps({"argv": sys.argv[1:], "reports": reports}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

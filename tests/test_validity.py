@@ -1,0 +1,195 @@
+"""Counterfactual branching restores the env exactly; the branch of the chosen action is the real update; the
+reward-validity machinery (statistics, report, CLI) on fast envs. Thresholds are not tested here: the
+figures come from ``benchmarks/reward_validity.py`` (README "Reward validity")."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import vpt_gym  # noqa: F401  (registers the ids)
+from vpt_gym.benchmark.validity import (
+    MODES,
+    candidate_actions,
+    counterfactual_credit,
+    pearson,
+    policy_ranking,
+    rank,
+    slope,
+    spearman,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+BRANCH_ENVS = [
+    pytest.param("vpt/Toy-Alignment-v0", {}, id="toy"),
+    pytest.param("vpt/LM-SoftTargets-v0", {"size": "tiny", "device": "cpu", "eval_items": 2, "max_new_tokens": 8},
+                 id="lm"),
+    pytest.param("vpt/LM-DomainsContinuous-v0", {"size": "tiny", "device": "cpu", "eval_items": 2, "max_new_tokens": 8},
+                 id="lm-domains-box"),
+    pytest.param("vpt/SSL-Mask-v0", {"size": "tiny", "device": "cpu"}, id="ssl-mask",
+                 marks=pytest.mark.skipif(not _has("torchvision"), reason="needs the vision extra (torchvision)")),
+]
+
+
+def _actions(env, n: int) -> list:
+    rng = np.random.default_rng(7)
+    return [env.action_space.sample() if not isinstance(env.action_space, gym.spaces.Discrete)
+            else int(rng.integers(env.action_space.n)) for _ in range(n)]
+
+
+def _rollout(env_id: str, kwargs: dict, actions: list, branch_at: set[int]):
+    env = gym.make(env_id, budget=len(actions), **kwargs)
+    env.action_space.seed(0)
+    obs, _ = env.reset(seed=11)
+    base = env.unwrapped
+    trace = [obs]
+    for t, action in enumerate(actions):
+        if t in branch_at:
+            cands = candidate_actions(env.action_space, base.standard_action, 5)[:3]
+            base.counterfactual(cands, measure=base.feedback.eval_loss, probe_loss=True)
+        obs, reward, terminated, truncated, info = env.step(action)
+        trace.append((obs, reward, terminated, json.dumps(info, sort_keys=True, default=str)))
+    state = {k: v.clone() for k, v in base.learner.module.state_dict().items()}
+    env.close()
+    return trace, state
+
+
+@pytest.mark.parametrize("env_id,kwargs", BRANCH_ENVS)
+def test_episode_after_counterfactual_equals_episode_without(env_id, kwargs):
+    probe = gym.make(env_id, budget=5, **kwargs)
+    probe.action_space.seed(0)
+    actions = _actions(probe, 5)
+    probe.close()
+    plain, plain_state = _rollout(env_id, kwargs, actions, set())
+    branched, branched_state = _rollout(env_id, kwargs, actions, {0, 3})
+    assert np.array_equal(plain[0], branched[0])
+    for a, b in zip(plain[1:], branched[1:]):
+        assert np.array_equal(a[0], b[0]) and a[1] == b[1] and a[2] == b[2] and a[3] == b[3]
+    for name, tensor in plain_state.items():
+        assert torch.equal(tensor, branched_state[name]), name
+
+
+@pytest.mark.parametrize("env_id,kwargs", BRANCH_ENVS)
+def test_branch_of_the_chosen_action_is_the_real_update(env_id, kwargs):
+    env = gym.make(env_id, budget=4, reward="preconditioned", **kwargs)
+    env.action_space.seed(0)
+    env.reset(seed=5)
+    base = env.unwrapped
+    env.step(base.standard_action)
+    action = _actions(env, 1)[0]
+    before, (branch,) = base.counterfactual([action], measure=base.feedback.eval_loss)
+    assert before == base.feedback.eval_loss(base.learner)  # the state is back after branching
+    _, reward, _, _, info = env.step(action)
+    assert branch.outcome.stats.alignment == info["alignment"]
+    assert branch.outcome.preconditioned == info["preconditioned"] == reward
+    assert branch.outcome.step_value == info["step_value"]
+    with torch.no_grad():
+        assert branch.measured == base.feedback.eval_loss(base.learner)
+
+
+def test_counterfactual_leaves_the_ledger_alone_and_checks_its_input():
+    env = gym.make("vpt/Toy-Alignment-v0", budget=4)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.unwrapped.counterfactual([0], measure=lambda learner: 0.0)
+    env.reset(seed=0)
+    ledger = env.unwrapped.ledger.as_dict()
+    env.unwrapped.counterfactual(measure=env.unwrapped.feedback.eval_loss, probe_loss=True)
+    assert env.unwrapped.ledger.as_dict() == ledger
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.unwrapped.counterfactual([9], measure=lambda learner: 0.0)
+
+
+def test_toy_counterfactual_realized_drop_matches_the_closed_form():
+    """Toy, SGD: L_down(theta - eta g) = 1/2 |theta - eta g - theta*|^2 exactly, per task."""
+    env = gym.make("vpt/Toy-Alignment-v0", budget=8)
+    env.reset(seed=2)
+    base = env.unwrapped
+    env.step(1)
+    world = base.task_space.world
+    theta = base.learner.module.theta.detach().clone()
+    before, branches = base.counterfactual(measure=base.feedback.eval_loss)
+    assert before == pytest.approx(0.5 * float(((theta - world.theta_star) ** 2).sum()), rel=1e-12)
+    for task, branch in zip(base.task_space.tasks, branches):
+        g = theta - base.task_space.samples(base.pending_batch, task).mean(dim=0)
+        after = 0.5 * float(((theta - base.learner.lr * g - world.theta_star) ** 2).sum())
+        assert branch.measured == pytest.approx(after, rel=1e-10)
+
+
+def test_statistics_known_answers():
+    assert rank([3.0, 1.0, 2.0, 2.0]).tolist() == [4.0, 1.0, 2.5, 2.5]
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # hand-worked: ranks x = 1,2,3 ; y = 1,3,2 -> 1 - 6 * (0 + 1 + 1) / (3 * 8) = 0.5
+    assert spearman([1, 2, 3], [5, 9, 7]) == pytest.approx(0.5)
+    assert math.isnan(pearson([1, 1, 1], [1, 2, 3]))
+    assert slope([0, 1, 2], [1, 3, 5]) == pytest.approx(2.0)
+    if _has("scipy"):
+        from scipy import stats
+
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=20), rng.normal(size=20)
+        x[3] = x[4]  # a tie
+        assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, rel=1e-12)
+        assert pearson(x, y) == pytest.approx(stats.pearsonr(x, y).statistic, rel=1e-12)
+
+
+def test_candidate_actions():
+    assert candidate_actions(gym.spaces.Discrete(3), 0, 5) == [0, 1, 2]
+    box = gym.spaces.Box(-1, 1, (2,), np.float32)
+    points = candidate_actions(box, np.array([-1.0, 0.0], np.float32), 5)
+    assert len(points) == 5 and np.array_equal(points[0], [-1.0, 0.0]) and all(box.contains(p) for p in points)
+    with pytest.raises(ValueError, match="grid_points"):
+        candidate_actions(box, np.zeros(2, np.float32), 4)
+
+
+def test_report_machinery_on_the_toy():
+    make = lambda: gym.make("vpt/Toy-Alignment-v0", budget=12)  # noqa: E731
+    credit = counterfactual_credit(make, seeds=[0, 1], num_states=3, first_state=2)
+    assert set(credit["summary"]) == set(MODES)
+    assert len(credit["states"]) == 6 and credit["summary"]["alignment"]["states"] == 6
+    for state in credit["states"]:
+        assert len(state["tasks"]) == 5 and len(state["realized"]) == 5
+        assert all(math.isfinite(v) for v in state["values"]["alignment"])
+    assert credit["calibration"]["alignment"]["updates"] == 24  # every update of both episodes
+    ranking = policy_ranking(make, seeds=[0, 1])
+    assert len(ranking["policies"]) == 5
+    assert [p["task"] for p in ranking["policies"]] == ["mixture", "source_0", "source_1", "source_2", "source_3"]
+    # the return of a fixed policy is the mean over seeds of its steps' summed info values: rerun it here
+    totals, finals = [], []
+    for seed in (0, 1):
+        env = make()
+        env.reset(seed=seed)
+        totals.append(sum(env.step(2)[4]["alignment"] for _ in range(12)))
+        finals.append(env.unwrapped.feedback.eval_loss(env.unwrapped.learner))
+    assert ranking["policies"][2]["returns"]["alignment"] == pytest.approx(np.mean(totals), rel=1e-12)
+    assert ranking["policies"][2]["final_eval_loss"] == pytest.approx(np.mean(finals), rel=1e-12)
+
+
+def test_cli_writes_the_report(tmp_path):
+    spec = importlib.util.spec_from_file_location("reward_validity", ROOT / "benchmarks" / "reward_validity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "validity.json"
+    assert module.main(["--env", "vpt/Toy-Alignment-v0", "--budget", "10", "--seeds", "0", "--states", "2",
+                        "--policy-seeds", "0", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())["reports"][0]
+    assert report["env_id"] == "vpt/Toy-Alignment-v0"
+    assert set(report["counterfactual"]["summary"]) == set(MODES)
+    with pytest.raises(SystemExit):
+        module.main(["--env", "vpt/Nope-v0"])
+    with pytest.raises(SystemExit, match="no keyword 'bogus'"):  # checked before any env is built
+        module.main(["--env", "vpt/Toy-Alignment-v0", "--set", "bogus=1", "--json", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
