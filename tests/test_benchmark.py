@@ -321,7 +321,7 @@ def test_ctrl_c_during_bench_leaks_no_semaphore(tmp_path: Path) -> None:
     suite = tmp_path / "suite.toml"
     suite.write_text(
         'name = "ctrlc"\nversion = 1\nseeds = [0, 1, 2, 3]\ndesigners = ["fixed"]\n'
-        '[[envs]]\nid = "vpt/Toy-Alignment-v0"\nbudget = 4000\nmetric = "eval_loss"\nhigher_is_better = false\n')
+        '[[envs]]\nid = "vpt/Toy-Alignment-v0"\nbudget = 1500\nmetric = "eval_loss"\nhigher_is_better = false\n')
     out = tmp_path / "r.jsonl"
     cmd = [sys.executable, "-m", "vpt_gym.cli", "bench", str(suite), "--out", str(out), "--workers", "2",
            "--threads", "1", "--no-progress"]

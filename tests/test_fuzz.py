@@ -25,7 +25,7 @@ import vpt_gym  # noqa: E402,F401
 from vpt_gym.envs import ENV_IDS  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in cast", "ignore:Casting complex values")
-FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 DTYPES = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.float16,
           np.float32, np.float64, np.complex64, np.complex128]

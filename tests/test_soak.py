@@ -1,7 +1,7 @@
 """Soak: many resets and short episodes of an env in one process keep resident memory flat and leave no file
 descriptor or thread behind once the env is closed (issue 15, item 7).
 
-The default run soaks the toy env (1,000 resets, 200 episodes) and the tiny soft-target LM (50 resets, 10
+The default run soaks the toy env (500 resets, 100 episodes) and the tiny soft-target LM (50 resets, 10
 episodes); ``-m slow`` soaks every registered id at its smoke configuration (1,000 resets, 200 episodes)
 and prints the resident-memory slope of each.
 """
@@ -100,7 +100,7 @@ def _check(result: Soak, env_id: str) -> None:
     assert result.extra_python_threads <= 0 and result.extra_os_threads <= 0, result
 
 
-@pytest.mark.parametrize(("env_id", "resets", "episodes"), [("vpt/Toy-Alignment-v0", 1000, 200),
+@pytest.mark.parametrize(("env_id", "resets", "episodes"), [("vpt/Toy-Alignment-v0", 500, 100),
                                                             ("vpt/LM-SoftTargets-v0", 50, 10)])
 def test_short_soak(env_id: str, resets: int, episodes: int, data_dir) -> None:
     _check(soak(env_id, resets=resets, episodes=episodes), env_id)

@@ -79,7 +79,7 @@ def test_suite_accepts_file_designers(designer_file: Path) -> None:
                          "label": "mine", "kwargs": {"index": 1}}],
                          "envs": [{"id": TOY, "budget": 4, "metric": "eval_loss", "higher_is_better": False}]})
     assert [d.label for d in suite.designers] == ["fixed", "mine"]
-    with pytest.raises(FileNotFoundError, match="gone.py"):
+    with pytest.raises(ValueError, match=r"designers\[0\] \('gone.py:X'\): designer file 'gone.py' does not exist"):
         parse_suite({"name": "s", "version": 1, "seeds": [0], "designers": ["gone.py:X"],
                      "envs": [{"id": TOY, "budget": 4, "metric": "eval_loss", "higher_is_better": False}]})
     bigger = suite.with_designers(["random", "two=always.py:Always"])

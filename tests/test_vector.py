@@ -17,6 +17,7 @@ from vpt_gym.envs import ENV_IDS, EntryPoint, safe_start_method
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 180
 
+# (The forkserver/spawn case is the README's example, which tests/test_readme.py runs by default.)
 # Two torch threads in the parent whatever the machine (a 1-core taskset would never start OpenMP's pool,
 # and the bug would hide): the parent builds Gymnasium's dummy env (torch.linalg.qr in ToyWorld) before the
 # workers start, which is what left forked workers blocked in libgomp.
@@ -44,7 +45,7 @@ def _plain_shell_env() -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("context", ["fork", safe_start_method()])
+@pytest.mark.parametrize("context", ["fork", pytest.param(safe_start_method(), marks=pytest.mark.slow)])
 def test_async_vector_env_finishes_after_openmp_started(context: str, tmp_path: Path) -> None:
     script = tmp_path / "vec.py"
     script.write_text(textwrap.dedent(SCRIPT.format(context=context)))
