@@ -192,7 +192,7 @@ def test_readme_covers_the_guide() -> None:
     headings = [line[3:].strip() for line in README.read_text(encoding="utf-8").splitlines() if line.startswith("## ")]
     assert headings == ["Setup and the main job", "Environments", "Train a designer with Stable-Baselines3",
                         "Write your own designer", "Put it on the leaderboard", "Reward modes and what each costs",
-                        "Performance", "Scaling out", "The paper preset on a GPU", "Troubleshooting", "Citing",
+                        "Reward validity", "Performance", "Scaling out", "The paper preset on a GPU", "Troubleshooting", "Citing",
                         "License"]
     default = [b for b in RUNNABLE if b.marker is None]
     joined = "\n".join(b.code for b in default)
