@@ -210,12 +210,20 @@ def counterfactual_credit(make_env: Callable[[], gym.Env], *, seeds: Sequence[in
                 action: Any = int(rng.integers(space.n))
             else:
                 action = rng.uniform(space.low, space.high).astype(space.dtype)
+            credit = None
             if t in at:
-                states.append(_credit(env, actions, standard_index, measure, int(seed), probe))
+                credit = _credit(env, actions, standard_index, measure, int(seed), probe)
+                states.append(credit)
                 if progress is not None:
-                    rho = states[-1].spearman
+                    rho = credit.spearman
                     progress(f"seed {seed} update {t}: Spearman " + ", ".join(f"{m} {rho[m]:.2f}" for m in MODES))
-            if calibrate and t % calibrate_every == 0:
+            if calibrate and t % calibrate_every == 0 and credit is not None and isinstance(action, int):
+                # the full branching already holds the chosen action's update (the same values, bitwise)
+                if math.isfinite(credit.realized[action]):
+                    for m in MODES:
+                        pairs[m].append(credit.values[m][action])
+                    realized_all.append(credit.realized[action])
+            elif calibrate and t % calibrate_every == 0:
                 before, (chosen, std) = base.counterfactual([action, base.standard_action], measure=measure,
                                                             probe_loss=probe)
                 if chosen.outcome is not None:

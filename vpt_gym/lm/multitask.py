@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from vpt_gym.core import FeedbackSet, Learner, Task
+from vpt_gym.core import FeedbackSet, HeldOutLoss, Learner, Task
 from vpt_gym.lm.feedback import _check_int, _inference_mode
 
 
@@ -268,7 +268,7 @@ class MultitaskFeedback:
         total = 0.0
         for name in self.task_names:
             task = self.tasks[name]
-            if not callable(getattr(task, "eval_loss", None)):
+            if not isinstance(task, HeldOutLoss):
                 raise TypeError(f"feedback task {name!r} ({type(task).__name__}) has no eval_loss()")
             total += self.weights[name] * float(task.eval_loss(learner))
         return total
