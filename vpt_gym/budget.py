@@ -39,7 +39,7 @@ class Budget:
             )
 
     @classmethod
-    def of(cls, budget: object, *, updates_per_decision: object = 1, feedback_period: object = 8) -> "Budget":
+    def of(cls, budget: object, *, updates_per_decision: object = 1, feedback_period: object = 8) -> Budget:
         """A :class:`Budget` from user-facing arguments; errors name ``budget`` (the episode length).
 
         Raises:

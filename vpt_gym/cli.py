@@ -8,9 +8,8 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
-
 
 CARD_HEADINGS = ("Description", "Action Space", "Observation Space", "Reward", "Episode End", "Budget", "Arguments",
                  "Raises", "Version History")
@@ -437,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``vpt-gym``."""
     from vpt_gym.agents.sb3 import ALGOS  # names only: SB3 itself is imported by `train`
 
-    parser = argparse.ArgumentParser(prog="vpt-gym", description="Task-design environments for (continued) pretraining.")
+    parser = argparse.ArgumentParser(prog="vpt-gym",
+                                     description="Task-design environments for (continued) pretraining.")
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="list registered env ids")
     listing.add_argument("--markdown", action="store_true",

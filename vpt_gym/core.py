@@ -19,8 +19,9 @@ and every ``feedback_period`` decisions ``g_down = learner.subset_gradient(feedb
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -54,9 +55,17 @@ class Learner(Protocol):
         alignment_names: names (``named_parameters``) of the alignment subset S, in order.
     """
 
-    module: torch.nn.Module
-    device: torch.device
-    lr: float
+    @property
+    def module(self) -> torch.nn.Module:
+        """The ``torch.nn.Module`` being trained."""
+
+    @property
+    def device(self) -> torch.device:
+        """The device of :attr:`module`."""
+
+    @property
+    def lr(self) -> float:
+        """The learning rate eta."""
 
     def alignment_parameters(self) -> list[torch.Tensor]:
         """The alignment subset S (V-Pretraining v2 Eq. 28): the parameters whose gradients are aligned."""
@@ -141,12 +150,30 @@ class TaskSpace(Protocol):
     ``loss(view, outputs, task)``.
     """
 
-    action_space: gym.Space
-    tasks: Sequence[Task]
-    standard_action: Any
-    descriptor_names: Sequence[str]
-    descriptor_low: np.ndarray
-    descriptor_high: np.ndarray
+    # Read-only properties, so that an implementation may hold a narrower type (``Box``, a tuple of names).
+    @property
+    def action_space(self) -> gym.Space:
+        """The Gymnasium action space."""
+
+    @property
+    def tasks(self) -> Sequence[Task]:
+        """The named menu (for a ``Box`` space: the single entry describing the family)."""
+
+    @property
+    def standard_action(self) -> Any:
+        """The action of the standard task."""
+
+    @property
+    def descriptor_names(self) -> Sequence[str]:
+        """The batch descriptors' names."""
+
+    @property
+    def descriptor_low(self) -> np.ndarray:
+        """The batch descriptors' lower bounds."""
+
+    @property
+    def descriptor_high(self) -> np.ndarray:
+        """The batch descriptors' upper bounds."""
 
     def reset(self, generator: torch.Generator) -> None:
         """Start an episode; stochastic tasks (random masks, augmentations) draw from ``generator``."""
@@ -173,8 +200,13 @@ class FeedbackSet(Protocol):
         metric_name: name of the non-differentiable feedback metric (e.g. ``"pass@1"``).
     """
 
-    source: str
-    metric_name: str
+    @property
+    def source(self) -> str:
+        """Where the examples came from."""
+
+    @property
+    def metric_name(self) -> str:
+        """The name of the non-differentiable feedback metric."""
 
     def reset(self, generator: torch.Generator) -> None:
         """Start an episode: feedback sampling uses ``generator``; draws the fixed probe batch."""

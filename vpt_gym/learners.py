@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -58,7 +59,7 @@ def select_alignment_parameters(module: nn.Module, alignment: str | int | Sequen
     elif isinstance(alignment, str):
         raise ValueError(f"alignment must be 'all', 'lastN', an int or name prefixes, got {alignment!r}")
     else:
-        prefixes = list(alignment)
+        prefixes = list(cast(Sequence[str], alignment))
     chosen = [n for n in names if any(n.startswith(p) for p in prefixes)]
     if not chosen:
         raise ValueError(f"alignment prefixes {prefixes!r} match no trainable parameter")
@@ -89,7 +90,7 @@ class TorchLearner:
         self,
         module: nn.Module,
         *,
-        forward_fn: Callable[[nn.Module, Any], Any],
+        forward_fn: Callable[[Any, Any], Any],
         lr: float,
         optimizer: str = "adamw",
         weight_decay: float = 0.0,
@@ -149,7 +150,7 @@ class TorchLearner:
     def subset_gradient(self, loss: torch.Tensor, *, retain_graph: bool = False) -> list[torch.Tensor]:
         """Gradient of ``loss`` w.r.t. S only; ``.grad`` untouched. List of [*param_shape_i] tensors."""
         grads = torch.autograd.grad(loss, self._subset, retain_graph=retain_graph, allow_unused=True)
-        return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self._subset)]
+        return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self._subset, strict=True)]
 
     @contextlib.contextmanager
     def grad_only_on_subset(self) -> Iterator[None]:

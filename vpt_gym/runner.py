@@ -74,7 +74,7 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
             f"designer must be a Designer object, got {designer!r}; build one with "
             "vpt_gym.agents.make_designer(name, env) or DESIGNERS[name](env)"
         )
-    base = env.unwrapped
+    base: Any = env.unwrapped  # a TaskDesignEnv (gym.Env.unwrapped is typed as the base Env)
     start, cpu_start = time.perf_counter(), time.process_time()
     designer.reset(seed)
     obs, info = env.reset(seed=seed)

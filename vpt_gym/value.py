@@ -11,8 +11,9 @@ v2 Eq. 28 (alignment on a parameter subset S).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -44,7 +45,8 @@ def grad_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tens
         raise ValueError(f"gradient lists differ in length: {len(a)} vs {len(b)}")
     if not a:
         return torch.zeros((), dtype=torch.float64)
-    parts = [torch.dot(_at_least_float32(x).reshape(-1), _at_least_float32(y).reshape(-1)) for x, y in zip(a, b)]
+    parts = [torch.dot(_at_least_float32(x).reshape(-1), _at_least_float32(y).reshape(-1))
+             for x, y in zip(a, b, strict=True)]
     return torch.stack(parts).double().sum()
 
 
@@ -135,8 +137,8 @@ def step_values(g_down: Sequence[torch.Tensor], g_applied: Sequence[torch.Tensor
     if preconditioner is None:
         pre = grad_dot(g_down, g_applied)
     else:
-        pre = grad_dot(g_down, [p * g for p, g in zip(preconditioner, g_applied)])
-    delta = [_at_least_float32(b) - _at_least_float32(a) for b, a in zip(theta_before, theta_after)]
+        pre = grad_dot(g_down, [p * g for p, g in zip(preconditioner, g_applied, strict=True)])
+    delta = [_at_least_float32(b) - _at_least_float32(a) for b, a in zip(theta_before, theta_after, strict=True)]
     step = grad_dot(g_down, delta).to(pre.device)
     both = torch.stack([pre, step]).cpu().tolist()
     return float(lr) * float(both[0]), float(both[1])

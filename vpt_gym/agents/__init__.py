@@ -6,7 +6,8 @@ transition). :data:`DESIGNERS` maps CLI names to factories ``factory(env) -> Des
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -38,7 +39,8 @@ class FixedDesigner:
     name = "fixed"
 
     def __init__(self, env: gym.Env) -> None:
-        self.action = env.unwrapped.standard_action
+        base: Any = env.unwrapped  # a TaskDesignEnv (gym.Env.unwrapped is typed as the base Env)
+        self.action = base.standard_action
 
     def reset(self, seed: int | None = None) -> None:
         return None
@@ -175,12 +177,13 @@ class GreedyDesigner:
     def __init__(self, env: gym.Env, *, grid_points: int = 5) -> None:
         if grid_points < 2:
             raise ValueError(f"grid_points must be >= 2, got {grid_points}")
-        self.env = env.unwrapped
+        self.env: Any = env.unwrapped  # a TaskDesignEnv (gym.Env.unwrapped is typed as the base Env)
         space = env.action_space
         if isinstance(space, gym.spaces.Discrete):
             self.candidates: list[Any] = [int(space.start + i) for i in range(space.n)]
         elif isinstance(space, gym.spaces.Box):
-            axes = [np.linspace(lo, hi, grid_points) for lo, hi in zip(space.low.ravel(), space.high.ravel())]
+            bounds = zip(space.low.ravel(), space.high.ravel(), strict=True)
+            axes = [np.linspace(lo, hi, grid_points) for lo, hi in bounds]
             mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, space.low.size)
             self.candidates = [p.reshape(space.shape).astype(space.dtype) for p in mesh]
         else:

@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Callable
 from numbers import Real
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np

@@ -57,10 +57,11 @@ import pickle
 import platform
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -172,9 +173,10 @@ def hyperparams_file(algo: str) -> Path:
     """
     from importlib.resources import files
 
-    path = Path(str(files("vpt_gym.agents").joinpath("hyperparams", f"{algo}.yml")))
+    folder = files("vpt_gym.agents").joinpath("hyperparams")
+    path = Path(str(folder.joinpath(f"{algo}.yml")))
     if algo not in ALGOS or not path.is_file():
-        accepted = sorted(a for a in ALGOS if Path(str(files("vpt_gym.agents").joinpath("hyperparams", f"{a}.yml"))).is_file())
+        accepted = sorted(a for a in ALGOS if Path(str(folder.joinpath(f"{a}.yml"))).is_file())
         raise ValueError(f"no rl-zoo3 hyperparameter file for algo {algo!r}; accepted: {accepted}")
     return path
 
@@ -204,7 +206,8 @@ def _check_action_space(preset: AlgoPreset, space: gym.Space | str, env_id: str)
 
 def _action_masks(env: gym.Env) -> np.ndarray:
     """``ActionMasker``'s mask function (module level, so the wrapper pickles)."""
-    return env.unwrapped.action_masks()
+    base: Any = env.unwrapped  # a TaskDesignEnv (gym.Env.unwrapped is typed as the base Env)
+    return base.action_masks()
 
 
 def make_vec_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None, *, algo: str = "ppo",
@@ -285,7 +288,7 @@ def _eval_info_callback():
         """Logs ``info["eval"]`` (held-out metrics at episode end) as ``episode_eval/<metric>`` means."""
 
         def _on_step(self) -> bool:
-            for info, done in zip(self.locals.get("infos", ()), self.locals.get("dones", ())):
+            for info, done in zip(self.locals.get("infos", ()), self.locals.get("dones", ()), strict=False):
                 if done and isinstance(info.get("eval"), dict):
                     for key, value in info["eval"].items():
                         if isinstance(value, (int, float)) and np.isfinite(value):
@@ -453,7 +456,7 @@ class SB3Designer:
             raise ValueError(f"SB3 designer: corrupt config {str(config_path)!r}: {exc}") from exc
         cls = preset.algo_class()
         try:
-            self.model = cls.load(str(model_path), device="cpu")
+            self.model: Any = cls.load(str(model_path), device="cpu")  # predict() differs by algo (action_masks)
         except Exception as exc:  # SB3 raises zipfile, pickle, KeyError, ValueError... for a bad archive
             raise ValueError(f"SB3 designer: cannot load {str(model_path)!r} as a {algo} model: {exc!r}") from exc
         self.maskable = preset.maskable
@@ -500,7 +503,8 @@ class SB3Designer:
         if self.obs_stats is not None:
             obs = self.obs_stats.normalize_obs(obs).astype(np.float32)
         if self.maskable:
-            action, _ = self.model.predict(obs, deterministic=True, action_masks=self.env.unwrapped.action_masks())
+            base: Any = self.env.unwrapped  # a TaskDesignEnv (gym.Env.unwrapped is typed as the base Env)
+            action, _ = self.model.predict(obs, deterministic=True, action_masks=base.action_masks())
         else:
             action, _ = self.model.predict(obs, deterministic=True)
         if isinstance(self.env.action_space, gym.spaces.Discrete):

@@ -53,7 +53,8 @@ class TargetDesignerNet(nn.Module):
                  alpha_max: float = 0.5, alpha_init: float = 0.05) -> None:
         super().__init__()
         if not 0 < alpha_init < alpha_max <= 1:
-            raise ValueError(f"need 0 < alpha_init < alpha_max <= 1, got alpha_init={alpha_init}, alpha_max={alpha_max}")
+            raise ValueError(f"need 0 < alpha_init < alpha_max <= 1, got alpha_init={alpha_init}, "
+                             f"alpha_max={alpha_max}")
         if width % heads:
             raise ValueError(f"width={width} must be divisible by heads={heads}")
         self.alpha_max = alpha_max
@@ -103,9 +104,10 @@ class VPretrainingDesigner:
 
     def __init__(self, env: gym.Env, *, meta_period: int = 8, lr: float = 1e-3, width: int = 32, layers: int = 1,
                  heads: int = 2, alpha_max: float | None = None, feedback: str = "true") -> None:
-        base = env.unwrapped
+        base: Any = env.unwrapped  # a TaskDesignEnv (gym.Env.unwrapped is typed as the base Env)
         if not isinstance(getattr(base, "task_space", None), SoftTargetTaskSpace):
-            raise ValueError(f"VPretrainingDesigner needs a soft-target LM env, got {type(getattr(base, 'task_space', None)).__name__}")
+            kind = type(getattr(base, "task_space", None)).__name__
+            raise ValueError(f"VPretrainingDesigner needs a soft-target LM env, got {kind}")
         if meta_period < 1:
             raise ValueError(f"meta_period must be >= 1, got {meta_period}")
         if not lr > 0:
@@ -119,7 +121,7 @@ class VPretrainingDesigner:
         self.name = "vpretraining" if feedback == "true" else "vpretraining_random_feedback"
         module = base.learner.module
         config = module.config
-        self._net_kwargs = dict(
+        self._net_kwargs: dict[str, Any] = dict(
             vocab_size=int(config.vocab_size),
             context_length=int(getattr(config, "n_positions", 0) or config.max_position_embeddings),
             width=width, layers=layers, heads=heads,
@@ -150,7 +152,7 @@ class VPretrainingDesigner:
         norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in g_down))
         noise = [torch.randn(g.shape, generator=self._generator, dtype=torch.float64) for g in g_down]
         noise_norm = math.sqrt(sum(float((n**2).sum()) for n in noise))
-        return [(n * (norm / noise_norm)).to(g.device, g.dtype) for n, g in zip(noise, g_down)]
+        return [(n * (norm / noise_norm)).to(g.device, g.dtype) for n, g in zip(noise, g_down, strict=True)]
 
     def meta_objective(self, input_ids: torch.Tensor, gold: torch.Tensor, cand: torch.Tensor,
                        derivative: torch.Tensor) -> torch.Tensor:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -137,7 +138,7 @@ def _interval(rly, func, scores: dict[str, Any], reps: int) -> tuple[dict[str, f
 
 def _median(rows: Sequence[dict], key: str) -> float:
     """Median of ``key`` over ``rows`` (NaN when a row lacks it: results written before it was recorded)."""
-    return float(np.median([float(r.get(key) if r.get(key) is not None else float("nan")) for r in rows]))
+    return float(np.median([float("nan") if r.get(key) is None else float(r[key]) for r in rows]))
 
 
 def _max(rows: Sequence[dict], key: str) -> float:
@@ -192,7 +193,10 @@ def env_board(env_id: str, per_designer: dict[str, list[dict]], *, reps: int = B
         scores[label] = np.asarray([[float(r["metric_value"])] for r in rows])  # runs x tasks (1 task)
     iqm_func = lambda x: np.array([metrics.aggregate_iqm(x)])  # noqa: E731
     iqm, iqm_ci = _interval(rly, iqm_func, scores, reps)
-    improvement, improvement_ci, poi, poi_ci = {}, {}, {}, {}
+    improvement: dict[str, float] = {}
+    improvement_ci: dict[str, tuple[float, float]] = {}
+    poi: dict[str, float] = {}
+    poi_ci: dict[str, tuple[float, float]] = {}
     if BASELINE in scores:
         diffs, pairs = {}, {}
         for label in scores:
@@ -287,7 +291,8 @@ def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[
         direction = "higher is better" if board.higher_is_better else "lower is better"
         n_seeds = max(len(d.seeds) for d in board.designers)
         lines += [f"## {board.env_id}", "",
-                  f"Metric `{board.metric}` ({direction}); budget {board.budget} learner updates; up to {n_seeds} seeds.",
+                  f"Metric `{board.metric}` ({direction}); budget {board.budget} learner updates; "
+                  f"up to {n_seeds} seeds.",
                   f"Feedback data: {board.data}.",
                   "",
                   f"| rank | designer | IQM {board.metric} [95% CI] | Δ vs {BASELINE} [95% CI] | "

@@ -6,8 +6,9 @@ the same PNG bytes with the same library versions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -71,12 +72,12 @@ def plot_curves(per_designer: dict[str, list[dict]], env_id: str, path: Path) ->
             continue
         steps = min(len(r["trajectory"]["learner_updates"]) for r in rows)
         x = np.asarray(rows[0]["trajectory"]["learner_updates"][:steps])
-        for ax, key in zip(axes, ("feedback_loss", "pretrain_loss")):
+        for ax, key in zip(axes, ("feedback_loss", "pretrain_loss"), strict=True):
             y = np.asarray([[np.nan if v is None else v for v in r["trajectory"][key][:steps]] for r in rows], float)
             mean, low, high = mean_with_band(y)
             (line,) = ax.plot(x, mean, label=label, linewidth=1.2, color=palette(index % palette.N))
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-    for ax, title in zip(axes, ("feedback loss L_down (last g_down refresh)", "pretraining loss")):
+    for ax, title in zip(axes, ("feedback loss L_down (last g_down refresh)", "pretraining loss"), strict=True):
         ax.set_xlabel("learner updates")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
@@ -98,7 +99,7 @@ def plot_task_heatmap(per_designer: dict[str, list[dict]], env_id: str, path: Pa
                              squeeze=False, sharey=True)
     index = {t: i for i, t in enumerate(tasks)}
     image = None
-    for ax, label in zip(axes[0], labels):
+    for ax, label in zip(axes[0], labels, strict=True):
         freq = np.zeros((len(tasks), BUDGET_BINS))
         for r in per_designer[label]:
             n = len(r["tasks"])
@@ -140,7 +141,7 @@ def plot_aggregate(env_boards: Sequence[Any], path: Path) -> bool:
                                                 xlabel_y_coordinate=-0.6 / max(len(labels), 2))
     width, height = fig.get_size_inches()
     fig.set_size_inches(width, max(height, 2.2))  # few designers: keep the panels readable
-    for ax, board in zip(fig.axes, envs):
+    for ax, board in zip(fig.axes, envs, strict=False):
         ax.set_title(board.env_id.split("/")[-1], fontsize=11)
     _save(fig, path)
     plt.close(fig)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from vpt_gym.atomic import write_bytes_atomic
 from vpt_gym.runner import _plain
@@ -20,7 +21,7 @@ ROW_KEY = ("suite", "env_id", "designer", "seed", "config_hash")
 """Fields that identify an episode: a rerun skips rows whose key is already in the file."""
 
 
-def row_key(row: dict[str, Any]) -> tuple:
+def row_key(row: Mapping[str, Any]) -> tuple:
     """The identity of a row (see :data:`ROW_KEY`)."""
     return tuple(row[k] for k in ROW_KEY)
 

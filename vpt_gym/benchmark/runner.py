@@ -13,10 +13,11 @@ import logging
 import multiprocessing
 import os
 import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from vpt_gym.benchmark.results import append_row, read_rows, repair, row_key
 from vpt_gym.benchmark.suites import DesignerEntry, Suite
@@ -325,29 +326,11 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
     threads = torch_threads or max(1, (os.cpu_count() or 1) // workers)
     specs = plan(suite, designers=designers, seeds=seeds, torch_threads=threads)
     out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a folder; give a results file path, e.g. results.jsonl")
-    dropped = repair(out)
-    if dropped:
-        log.warning("%s: dropped a partial last line (%d bytes) left by a killed run", out, dropped)
-    existing = read_rows(out)
-    for row in existing:
-        if row.get("suite") == suite.name and row.get("suite_version") != suite.version:
-            raise ValueError(f"{out} holds rows of suite {suite.name!r} version {row.get('suite_version')}, "
-                             f"this is version {suite.version}; write to a new results file")
-    finished = finished_keys(suite, existing)
-    todo = [s for s in specs if s.key() not in finished]
+    todo = _unfinished(suite, specs, out)
     quiet_workers = _notice_data_fallback(todo)
     log.info("%s: %d episodes, %d already in %s, %d to run", suite.name, len(specs), len(specs) - len(todo), out,
              len(todo))
-    for d in suite.designers:  # train SB3 designers first (in this process), then point specs at the run folder
-        if d.train is None:
-            continue
-        for env in suite.envs:
-            if d.runs_on(env.id) and any(s.designer == d.label and s.env_id == env.id for s in todo):
-                folder = _train_sb3(suite, d, env.id, out, progress)
-                todo = [replace(s, designer_name=f"sb3:{folder.resolve()}")
-                        if s.designer == d.label and s.env_id == env.id else s for s in todo]
+    todo = _point_at_trained_sb3(suite, todo, out, progress)
     written: list[dict[str, Any]] = []
     bar = tqdm(total=len(todo), desc=f"bench {suite.name}", unit="episode", disable=not progress, file=sys.stderr)
 
@@ -366,31 +349,74 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
             for spec in todo:
                 done(run_spec(spec))
         else:
-            context = multiprocessing.get_context(safe_start_method())
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
-                                       initargs=(threads, quiet_workers))
-            try:
-                futures: set[Future] = {pool.submit(run_spec, s) for s in todo}
-                error: BaseException | None = None
-                while futures:
-                    complete, futures = wait(futures, return_when=FIRST_COMPLETED)
-                    for f in complete:
-                        if f.cancelled():
-                            continue
-                        try:
-                            done(f.result())
-                        except Exception as exc:  # keep the rows of episodes still running, then raise
-                            if error is None:
-                                error = exc
-                                for g in futures:
-                                    g.cancel()
-                if error is not None:
-                    raise error
-            except BaseException:  # interrupted (Ctrl-C, SIGTERM): stop the workers now, keep the rows written
-                _terminate(pool)
-                raise
-            else:
-                pool.shutdown(wait=True)
+            _run_in_pool(todo, done, workers=workers, threads=threads, quiet_workers=quiet_workers)
     finally:
         bar.close()
     return written
+
+
+def _unfinished(suite: Suite, specs: Sequence[EpisodeSpec], out: Path) -> list[EpisodeSpec]:
+    """The specs of ``specs`` without a finished row in the results file ``out`` (repaired first).
+
+    Raises:
+        ValueError: ``out`` is a folder, or holds a row of the same suite name with another suite version.
+    """
+    if out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a folder; give a results file path, e.g. results.jsonl")
+    dropped = repair(out)
+    if dropped:
+        log.warning("%s: dropped a partial last line (%d bytes) left by a killed run", out, dropped)
+    existing = read_rows(out)
+    for row in existing:
+        if row.get("suite") == suite.name and row.get("suite_version") != suite.version:
+            raise ValueError(f"{out} holds rows of suite {suite.name!r} version {row.get('suite_version')}, "
+                             f"this is version {suite.version}; write to a new results file")
+    finished = finished_keys(suite, existing)
+    return [s for s in specs if s.key() not in finished]
+
+
+def _point_at_trained_sb3(suite: Suite, todo: list[EpisodeSpec], out: Path, progress: bool) -> list[EpisodeSpec]:
+    """Train the suite's SB3 designers that ``todo`` needs (in this process); their specs then load the run folder."""
+    for d in suite.designers:
+        if d.train is None:
+            continue
+        for env in suite.envs:
+            if d.runs_on(env.id) and any(s.designer == d.label and s.env_id == env.id for s in todo):
+                folder = _train_sb3(suite, d, env.id, out, progress)
+                todo = [replace(s, designer_name=f"sb3:{folder.resolve()}")
+                        if s.designer == d.label and s.env_id == env.id else s for s in todo]
+    return todo
+
+
+def _run_in_pool(todo: Sequence[EpisodeSpec], done: Callable[[dict[str, Any]], None], *, workers: int, threads: int,
+                 quiet_workers: bool) -> None:
+    """Run ``todo`` in ``workers`` local processes, calling ``done`` (in this process) on each row as it finishes.
+
+    The first episode error cancels the episodes not yet started, keeps the rows of those still running, and is
+    then raised; an interrupt (Ctrl-C, SIGTERM) stops the workers at once, keeping the rows already written.
+    """
+    context = multiprocessing.get_context(safe_start_method())
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                               initargs=(threads, quiet_workers))
+    try:
+        futures: set[Future] = {pool.submit(run_spec, s) for s in todo}
+        error: BaseException | None = None
+        while futures:
+            complete, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for f in complete:
+                if f.cancelled():
+                    continue
+                try:
+                    done(f.result())
+                except Exception as exc:  # keep the rows of episodes still running, then raise
+                    if error is None:
+                        error = exc
+                        for g in futures:
+                            g.cancel()
+        if error is not None:
+            raise error
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): stop the workers now, keep the rows written
+        _terminate(pool)
+        raise
+    else:
+        pool.shutdown(wait=True)

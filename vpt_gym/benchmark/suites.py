@@ -37,9 +37,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -139,7 +140,7 @@ class EnvEntry:
         except ImportError:  # an extra is missing: building the env will say which
             accepted = None
         unknown = sorted(set(self.kwargs) - set(accepted) - {"budget"}) if accepted is not None else []
-        if unknown:
+        if unknown and accepted is not None:
             problems.append(f"kwargs {unknown} are not keywords of {self.id}; accepted: "
                             f"{[k for k in accepted if k != 'budget']}")
         if accepted is not None:

@@ -13,9 +13,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from vpt_gym.agents import Designer
 
 GPU_RTOL = 1e-3
 """Relative tolerance of eval metrics and return when the row ran on a GPU."""
@@ -119,7 +122,8 @@ def validate_row(row: dict[str, Any]) -> dict[str, Any]:
                 discrete = isinstance(env.action_space, gym.spaces.Discrete)
                 replayable = all(isinstance(a, int) if discrete else isinstance(a, list) for a in row["actions"])
                 if replayable:
-                    mode, designer = "replay", ReplayDesigner(list(row["actions"]))
+                    designer: Designer = ReplayDesigner(list(row["actions"]))
+                    mode = "replay"
                 else:
                     mode = "rerun"
                     designer = make_designer(row["designer_name"], env, **row.get("designer_kwargs", {}))

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 
-from vpt_gym.envs import card
 from vpt_gym.core import Task
+from vpt_gym.envs import card
 from vpt_gym.envs.lm import check_lm_options, lm_resources
 from vpt_gym.envs.task_design import LOSS_CAP, TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
@@ -97,8 +98,8 @@ class DomainMixtureTaskSpace:
         d = len(names)
         uniform = self._task("uniform", tuple([1.0 / d] * d))
         if continuous:
-            self.action_space = spaces.Box(-1.0, 1.0, shape=(d,), dtype=np.float32)
-            self.standard_action = np.zeros(d, dtype=np.float32)
+            self.action_space: spaces.Space = spaces.Box(-1.0, 1.0, shape=(d,), dtype=np.float32)
+            self.standard_action: Any = np.zeros(d, dtype=np.float32)
             self.tasks = [Task(name="mixture_continuous", family=MIXTURE, params={"logit_scale": self.logit_scale})]
         else:
             tasks = [uniform] + [self._task(f"only_{n}", tuple(float(m == n) for m in names)) for n in names]
@@ -122,7 +123,7 @@ class DomainMixtureTaskSpace:
         self._initial = np.array([float(losses.get(n, 0.0)) for n in self.domain_names])
 
     def _task(self, name: str, weights: tuple[float, ...]) -> Task:
-        return Task(name=name, family=MIXTURE, params={"weights": dict(zip(self.domain_names, weights))})
+        return Task(name=name, family=MIXTURE, params={"weights": dict(zip(self.domain_names, weights, strict=True))})
 
     # ------------------------------------------------------------------------------------------- tasks
     def reset(self, generator: torch.Generator) -> None:
@@ -138,7 +139,7 @@ class DomainMixtureTaskSpace:
             return self.tasks[int(action)]
         logits = self.logit_scale * torch.as_tensor(np.asarray(action, dtype=np.float64))
         weights = torch.softmax(logits, 0).tolist()
-        name = "mix_" + "_".join(f"{n}{w:.3f}" for n, w in zip(self.domain_names, weights))
+        name = "mix_" + "_".join(f"{n}{w:.3f}" for n, w in zip(self.domain_names, weights, strict=True))
         return self._task(name, tuple(weights))
 
     def menu_index(self, action: Any) -> int:
@@ -207,8 +208,8 @@ class DomainMixtureTaskSpace:
                     self._rows[k] += int(mask.sum())
         d = len(self.domain_names)
         standard = torch.bincount(draw.uniform_domain, minlength=d).double().numpy() / draw.num_examples
-        rows = self._rows / self._rows.sum() if self._rows.sum() > 0 else np.zeros(d)
-        return np.concatenate([standard, np.clip(self._ema, 0.0, LOSS_CAP), rows])
+        row_fraction = self._rows / self._rows.sum() if self._rows.sum() > 0 else np.zeros(d)
+        return np.concatenate([standard, np.clip(self._ema, 0.0, LOSS_CAP), row_fraction])
 
 
 # ----------------------------------------------------------------------------------------------- factories
@@ -312,7 +313,8 @@ def _make_domains_env(
     if preset.base is None:
         from transformers import AutoConfig
 
-        context = min(int(getattr(AutoConfig.from_pretrained(model), "max_position_embeddings", 2048)), 2048)
+        paper_model = cast(str, model)  # check_lm_options requires model for size="paper" (the preset without a base)
+        context = min(int(getattr(AutoConfig.from_pretrained(paper_model), "max_position_embeddings", 2048)), 2048)
     else:
         context = preset.base.context_length
     seq_len = min(preset.seq_len, context)
@@ -322,7 +324,7 @@ def _make_domains_env(
         from transformers import AutoModelForCausalLM
 
         net = AutoModelForCausalLM.from_pretrained(
-            model, dtype=torch.bfloat16 if chosen_dtype == "bfloat16" else torch.float32)
+            cast(str, model), dtype=torch.bfloat16 if chosen_dtype == "bfloat16" else torch.float32)
     else:
         from vpt_gym.lm.model import build_gpt2
 

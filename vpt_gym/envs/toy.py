@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from gymnasium import spaces
 from torch import nn
 
 from vpt_gym.budget import Budget
-from vpt_gym.core import Task
+from vpt_gym.core import Learner, Task
 from vpt_gym.envs import card
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
@@ -136,6 +137,11 @@ class _Point(nn.Module):
         self.theta = nn.Parameter(theta0.clone())
 
 
+def _theta(learner: Learner) -> torch.Tensor:
+    """The toy learner's parameter vector theta (the module is a :class:`_Point`)."""
+    return cast(_Point, learner.module).theta
+
+
 class ToyStream:
     """Drifting-phase pretraining stream (implements ``PretrainStream``)."""
 
@@ -229,22 +235,22 @@ class ToyFeedback:
     def probe_batch(self) -> ToyFeedbackBatch:
         return self._probe
 
-    def loss(self, learner: TorchLearner, batch: ToyFeedbackBatch) -> torch.Tensor:
-        theta = learner.module.theta
+    def loss(self, learner: Learner, batch: ToyFeedbackBatch) -> torch.Tensor:
+        theta = _theta(learner)
         return 0.5 * ((theta[None, :] - batch.y) ** 2).sum(dim=1).mean()
 
-    def metric(self, learner: TorchLearner, batch: ToyFeedbackBatch) -> float:
+    def metric(self, learner: Learner, batch: ToyFeedbackBatch) -> float:
         """Fraction of coordinates within ``tolerance`` of the probe mean, in [0, 1]."""
         target = batch.y.mean(dim=0)
-        return float(((learner.module.theta.detach() - target).abs() < self.world.config.tolerance).double().mean())
+        return float(((_theta(learner).detach() - target).abs() < self.world.config.tolerance).double().mean())
 
-    def eval_loss(self, learner: TorchLearner) -> float:
+    def eval_loss(self, learner: Learner) -> float:
         """The exact L_down = 1/2 |theta - theta*|^2 (``eval_loss`` of :meth:`evaluate`)."""
         return self.evaluate(learner)["eval_loss"]
 
-    def evaluate(self, learner: TorchLearner) -> dict[str, float]:
+    def evaluate(self, learner: Learner) -> dict[str, float]:
         """Exact held-out metrics: ``eval_loss`` = 1/2 |theta - theta*|^2 and ``eval_solved_fraction``."""
-        diff = learner.module.theta.detach() - self.world.theta_star
+        diff = _theta(learner).detach() - self.world.theta_star
         return {
             "eval_loss": float(0.5 * (diff**2).sum()),
             "eval_solved_fraction": float((diff.abs() < self.world.config.tolerance).double().mean()),
@@ -293,7 +299,8 @@ def make_toy_env(
     Reward:
         ``alignment`` (default): eta * g_down . g_pre with g_down the gradient of L_down on a feedback batch of
         noisy copies of theta* (analytic, refreshed every ``feedback_period`` decisions); S = all of theta. Also
-        ``cosine``, ``value_gain``, ``metric_gain`` (solved fraction on the probe batch), ``advantage`` and ``preconditioned`` (= ``alignment`` here: SGD).
+        ``cosine``, ``value_gain``, ``metric_gain`` (solved fraction on the probe batch), ``advantage`` and
+        ``preconditioned`` (= ``alignment`` here: SGD).
 
     Episode End:
         ``terminated`` when the budget of learner updates is spent (or on divergence); ``info["eval"]``:
@@ -353,7 +360,7 @@ def oracle_action(env: TaskDesignEnv) -> int:
     Raises:
         ValueError: ``env`` is not a toy env.
     """
-    base = env.unwrapped
+    base: Any = env.unwrapped  # a TaskDesignEnv (gym.Env.unwrapped is typed as the base Env)
     if not isinstance(base.task_space, ToyTaskSpace):
         raise ValueError(f"oracle_action needs a toy env, got task space {type(base.task_space).__name__}")
     world: ToyWorld = base.task_space.world

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from vpt_gym.budget import Budget
 from vpt_gym.envs import card
@@ -82,7 +82,7 @@ VISION_PRESETS: dict[str, VisionPreset] = _presets()
 
 @functools.lru_cache(maxsize=4)
 def _resources(size: str, data: str | None, image_size: int, feedback_size: int, eval_size: int, split_seed: int,
-               model_config: Any, cache: Path | None):
+               model_config: Any, cache: Path):
     """Image splits and (for tiny/small) the base state; cached per process (read-only)."""
     from vpt_gym.vision.base import load_or_pretrain_base
     from vpt_gym.vision.data import load_images, split_images
@@ -194,7 +194,7 @@ def _make_ssl_env(
     else:
         from vpt_gym.vision.backbones import load_hf_backbone
 
-        backbone = load_hf_backbone(model)
+        backbone = load_hf_backbone(cast(str, model))  # validated above: the paper preset needs model
         image_size, grid = backbone.image_size, backbone.image_size // backbone.patch_size
     data_key = None if data is None else (str(data) if str(data) in ("mnist5k", "digits")
                                           else str(Path(data).expanduser().resolve()))
@@ -221,7 +221,8 @@ def _make_ssl_env(
     task_space = VisionTaskSpace(tasks, image_size=image_size, grid=grid, num_local=local,
                                  local_size=_local_size(image_size, image_size // grid),
                                  continuous=menu == "mask_continuous")
-    stream = ImageStream(splits.unlabeled.images, batch_size=min(batch_size or preset.batch_size, len(splits.unlabeled)))
+    stream = ImageStream(splits.unlabeled.images,
+                         batch_size=min(batch_size or preset.batch_size, len(splits.unlabeled)))
     feedback = ProbeFeedback(splits.feedback, splits.eval, feature_dim=net.student_backbone.dim,
                              batch_size=min(feedback_batch_size or preset.feedback_batch_size, len(splits.feedback)),
                              probe_size=min(preset.probe_size, len(splits.feedback)), fit_steps=preset.fit_steps,

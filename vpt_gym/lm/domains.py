@@ -21,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import re
 import sysconfig
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch

@@ -9,8 +9,9 @@ construction; batches are slices of precomputed CPU tensors.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import tokenizers
 import torch
@@ -164,7 +165,7 @@ def head_on_rows(module: torch.nn.Module, rows: torch.Tensor) -> Iterator[bool]:
         True when the hook is installed (logits come back as [N, V]), False when the full [B, L, V] logits
         come back and the caller must select the rows itself.
     """
-    head = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
+    head = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None  # type: ignore[operator]  # HF method
     if not isinstance(head, torch.nn.Linear):
         yield False
         return
@@ -327,7 +328,7 @@ class GSM8KFeedback:
         ]
         sequences = [
             fit_to_context(prompt, [*completion, self.eos_id], self.context_length)
-            for prompt, completion in zip(prompts, completions)
+            for prompt, completion in zip(prompts, completions, strict=True)
         ]
         prompt_budget = self.context_length - self.max_new_tokens
         generation_prompts = [prompt[-prompt_budget:] for prompt in prompts]
@@ -423,7 +424,7 @@ class GSM8KFeedback:
                     input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.int64)
                     attention_mask[row, width - len(prompt) :] = 1
                 with varying_length_attention(device):
-                    output = module.generate(
+                    output = module.generate(  # type: ignore[operator]  # a transformers causal LM
                         input_ids=input_ids.to(device),
                         attention_mask=attention_mask.to(device),
                         max_new_tokens=self.max_new_tokens,

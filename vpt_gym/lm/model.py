@@ -94,7 +94,10 @@ class BaseModelConfig:
 
 
 def build_gpt2(config: BaseModelConfig):
-    """A freshly initialized ``GPT2LMHeadModel`` (dropout 0; eos/bos id 0, no pad id: the stream has no padding), float32, CPU."""
+    """A freshly initialized ``GPT2LMHeadModel``, float32, on CPU.
+
+    Dropout 0; eos/bos id 0 and no pad id (the stream has no padding).
+    """
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch_state = torch.random.fork_rng(devices=[])  # initialization must not touch the global RNG

@@ -11,8 +11,9 @@ report lists every task.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -221,7 +222,7 @@ class MultitaskFeedback:
         if not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         seeds = torch.randint(0, 2**62, (len(self.task_names),), generator=generator).tolist()
-        for name, seed in zip(self.task_names, seeds):
+        for name, seed in zip(self.task_names, seeds, strict=True):
             self.tasks[name].reset(torch.Generator().manual_seed(int(seed)))
 
     def _compose(self, parts: dict[str, Any]) -> MultitaskBatch:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -124,17 +125,17 @@ def log_prob_jvp(module: torch.nn.Module, input_ids: torch.Tensor, candidates: t
     if any(p.dtype in LOW_PRECISION for p in primals):
         primals = tuple(p.float() for p in primals)
         fixed = float32_weights(module, subset)
-    tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals))
+    tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals, strict=True))
 
     def log_probs(*params: torch.Tensor) -> torch.Tensor:
-        weights = {**fixed, **dict(zip(names, params))}
+        weights = {**fixed, **dict(zip(names, params, strict=True))}
         logits = functional_call(module, weights, (), {"input_ids": input_ids}).logits
         return F.log_softmax(_at_least_float32(logits[:, :-1]), dim=-1).gather(-1, candidates)
 
     # the math SDPA backend has forward-mode AD on every device (the fused CPU kernel has none)
     with sdpa_kernel(SDPBackend.MATH), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        _, derivative = jvp(log_probs, primals, tangents)
+        _, derivative = jvp(log_probs, primals, tangents)  # type: ignore[misc]  # torch's jvp stub also allows the has_aux 3-tuple
     return derivative
 
 
@@ -188,8 +189,8 @@ class SoftTargetTaskSpace:
         self.descriptor_low = np.zeros(nd + 2)
         self.descriptor_high = np.array([1.0] * nd + [1.0e3, math.log(vocab_size)])
         if continuous:
-            self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-            self.standard_action = np.array([-1.0, 0.0], dtype=np.float32)
+            self.action_space: spaces.Space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+            self.standard_action: Any = np.array([-1.0, 0.0], dtype=np.float32)
             self.tasks = [Task(name=f"self_top{top_k}_continuous", family="self_distill",
                                params={"alpha_max": alpha_max, "temperature_range": TEMPERATURE_RANGE})]
         else:
@@ -249,8 +250,8 @@ class SoftTargetTaskSpace:
         the whole learner when S is not a tail of its blocks.
         """
         cand = self._candidates(batch, outputs)
-        subset = dict(zip(learner.alignment_names, learner.alignment_parameters()))
-        tail = getattr(learner, "forward_fn", None)
+        subset = dict(zip(learner.alignment_names, learner.alignment_parameters(), strict=True))
+        tail: Any = getattr(learner, "forward_fn", None)
         if hasattr(tail, "log_prob_jvp"):  # through S only, from the recorded hidden state entering S
             derivative = tail.log_prob_jvp(outputs, cand, subset, tangent)
             if derivative is not None:
@@ -261,7 +262,8 @@ class SoftTargetTaskSpace:
                       g_down: Sequence[torch.Tensor], tasks: Sequence[Task]) -> np.ndarray:
         """g_down,S . g_pre,S(task) for every task from ONE forward-mode pass (cost independent of K).
 
-        The soft-target loss is linear in its target, so g_down . g_pre(q) = -mean_t sum_k q D (docs/ARCHITECTURE.md §7).
+        The soft-target loss is linear in its target, so g_down . g_pre(q) = -mean_t sum_k q D
+        (docs/ARCHITECTURE.md §7).
 
         Returns:
             shape [len(tasks)], float64.
@@ -280,13 +282,14 @@ class SoftTargetTaskSpace:
             if t.family == "one_hot" or alpha == 0.0:
                 values.append(parts["one_hot"])
                 continue
-            key = "uniform" if t.family == "uniform" else ("self", float(t.params.get("temperature", 1.0)))
+            temperature = float(t.params.get("temperature", 1.0))
+            key = "uniform" if t.family == "uniform" else ("self", temperature)
             if key not in parts:
                 if key == "uniform":
                     r = torch.full_like(derivative, 1.0 / self.top_k)
                 else:
                     logits = _at_least_float32(outputs[:, :-1].detach()).gather(-1, cand.to(outputs.device))
-                    r = torch.softmax(logits / key[1], dim=-1).to(derivative.dtype)
+                    r = torch.softmax(logits / temperature, dim=-1).to(derivative.dtype)
                 parts[key] = -(r * derivative).sum(-1).mean()
             values.append((1.0 - alpha) * parts["one_hot"] + alpha * parts[key])
         return torch.stack(values).double().cpu().numpy()

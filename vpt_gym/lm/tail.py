@@ -11,7 +11,8 @@ exact: the lower blocks do not depend on S), at the cost of the tail instead of 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +83,9 @@ class TailForward:
             learner forward, or ``None``.
     """
 
+    forward_fn: Callable[[nn.Module, Any], Any]  # the wrapped forward, set by attach()
+    _pending: tuple[torch.Tensor, tuple, dict] | None  # set by the pre-hook during a recording forward
+
     def __init__(self, model: nn.Module, alignment_names: Sequence[str]) -> None:
         prefix, blocks = find_blocks(model)
         indices = set()
@@ -93,7 +97,7 @@ class TailForward:
         parent = model.get_submodule(prefix.rsplit(".", 1)[0]) if "." in prefix else model
         norm = next((getattr(parent, n) for n in FINAL_NORM_NAMES if isinstance(getattr(parent, n, None), nn.Module)),
                     None)
-        head_module = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        head_module = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None  # type: ignore[operator]  # HF method
         if norm is None or not isinstance(head_module, nn.Linear):
             raise ValueError(f"{type(model).__name__}: no final norm ({FINAL_NORM_NAMES}) or linear output head")
         if getattr(getattr(model, "config", None), "final_logit_softcapping", None):
@@ -160,15 +164,16 @@ class TailForward:
             primals = tuple(p.float() for p in primals)
             fixed = {f"m.{n}": t for n, t in float32_weights(self.tail.m, subset, self._tail_prefixes).items()}
             hidden, rest, kwargs = _upcast(hidden), _upcast(rest), _upcast(kwargs)
-        tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals))
+        tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals, strict=True))
 
         def final_hidden(*params: torch.Tensor) -> torch.Tensor:
-            weights = {**fixed, **{f"m.{n}": p for n, p in zip(names, params)}}
+            weights = {**fixed, **{f"m.{n}": p for n, p in zip(names, params, strict=True)}}
             return functional_call(self.tail, weights, (hidden, rest, kwargs))
 
         with sdpa_kernel(SDPBackend.MATH), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            _, hidden_dot = jvp(final_hidden, primals, tangents)  # tangent of the final hidden state
+            # the tangent of the final hidden state (torch's jvp stub also allows the has_aux 3-tuple)
+            _, hidden_dot = jvp(final_hidden, primals, tangents)  # type: ignore[misc]
             # the head is linear and not in S: tangent of the logits = hidden_dot W^T, and of the log-probs
             # d log p_c = dl_c - sum_v p_v dl_v (p from the learner's own forward, no recompute over the vocab)
             precise = torch.float64 if outputs.dtype == torch.float64 else torch.float32

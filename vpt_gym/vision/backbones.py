@@ -15,6 +15,7 @@ ViT blocks plus final norms):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -115,7 +116,7 @@ class HFViTBackbone(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        cfg = model.config
+        cfg: Any = model.config  # a transformers config
         self.dim = int(cfg.hidden_size)
         self.patch_size = int(cfg.patch_size)
         self.image_size = int(cfg.image_size)
@@ -154,7 +155,8 @@ def load_hf_backbone(model: str) -> HFViTBackbone:
     cfg = net.config
     for key in ("hidden_size", "patch_size", "image_size"):
         if not hasattr(cfg, key):
-            raise ValueError(f"model {model!r} ({type(net).__name__}) is not a ViT-style vision model: config lacks {key}")
+            raise ValueError(f"model {model!r} ({type(net).__name__}) is not a ViT-style vision model: "
+                             f"config lacks {key}")
     if getattr(net, "pooler", None) is not None:
         net.pooler = None  # unused; its parameters would get no gradient
     return HFViTBackbone(net.float())

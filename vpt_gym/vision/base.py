@@ -89,6 +89,7 @@ def build_model(config: VisionModelConfig) -> SSLModel:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
+        backbone: ViTBackbone | ResNetBackbone
         if config.arch == "vit":
             backbone = ViTBackbone(image_size=config.image_size, patch_size=config.patch_size,
                                    num_layers=config.num_layers, num_heads=config.num_heads,

@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -52,7 +53,7 @@ class ImageSet:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def subset(self, index: torch.Tensor) -> "ImageSet":
+    def subset(self, index: torch.Tensor) -> ImageSet:
         """The images at ``index`` (shape [M], int64), same source and classes."""
         return ImageSet(images=self.images[index], labels=self.labels[index],
                         masks=None if self.masks is None else self.masks[index], class_names=self.class_names,
@@ -99,7 +100,8 @@ def validate_images(images: object, labels: object = None, masks: object = None,
             raise ValueError(f"float {name} must hold finite values in [0, 1], got range "
                              f"[{float(images.min())}, {float(images.max())}]")
     else:
-        raise ValueError(f"{name} have dtype {images.dtype}; accepted: torch.uint8 (0..255) or float32/float64 in [0, 1]")
+        raise ValueError(f"{name} have dtype {images.dtype}; "
+                         "accepted: torch.uint8 (0..255) or float32/float64 in [0, 1]")
     if labels is not None:
         if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.shape != (n,):
             got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
@@ -221,7 +223,8 @@ def load_image_folder(root: str | Path, size: int, *, max_per_class: int | None 
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if len(classes) < 2:
-        raise ValueError(f"image folder {str(root)!r} has {len(classes)} class folders; need >= 2 (root/<class>/<image>)")
+        raise ValueError(f"image folder {str(root)!r} has {len(classes)} class folders; "
+                         "need >= 2 (root/<class>/<image>)")
     images, labels = [], []
     for index, name in enumerate(classes):
         files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)

@@ -18,6 +18,7 @@ steps), then ``probe_accuracy``, ``probe_loss`` and, with a dense target, ``miou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +54,12 @@ class ProbeHeads(nn.Module):
     for the gradient; the usual non-affine normalization before a linear probe). Weights start at zero:
     deterministic, no RNG.
     """
+
+    cls_mean: torch.Tensor  # buffers, registered in __init__
+    cls_std: torch.Tensor
+    dense_mean: torch.Tensor
+    dense_std: torch.Tensor
+    seg: nn.Conv2d | None
 
     def __init__(self, dim: int, num_classes: int, num_dense_classes: int) -> None:
         super().__init__()
@@ -93,6 +100,8 @@ class ProbeHeads(nn.Module):
 
     def segment(self, dense: torch.Tensor, size: int) -> torch.Tensor:
         """Pixel logits [B, K_d, size, size] from dense features [B, D, h, w]."""
+        if self.seg is None:
+            raise ValueError("these heads have no segmentation head (num_dense_classes=0)")
         x = (dense - self.dense_mean[:, None, None]) / self.dense_std[:, None, None]
         return F.interpolate(self.seg(x), size=(size, size), mode="bilinear", align_corners=False)
 
@@ -177,7 +186,8 @@ class ProbeFeedback:
         self.num_dense_classes = feedback.num_dense_classes if feedback.masks is not None else 0
         self.heads = ProbeHeads(feature_dim, self.num_classes, self.num_dense_classes)
         self.batch_size, self.probe_size = batch_size, probe_size
-        self.fit_steps, self.eval_fit_steps, self.head_lr, self.eval_chunk = fit_steps, eval_fit_steps, head_lr, eval_chunk
+        self.fit_steps, self.eval_fit_steps = fit_steps, eval_fit_steps
+        self.head_lr, self.eval_chunk = head_lr, eval_chunk
         self._g: torch.Generator | None = None
         self._probe: ProbeBatch | None = None
 
@@ -250,7 +260,7 @@ class ProbeFeedback:
         device = learner.device
         self.heads.to(device)
         cls, dense = self._features(learner, self._eval_images)
-        masks = self._eval.masks.to(device) if self.num_dense_classes else None
+        masks = cast(torch.Tensor, self._eval.masks).to(device) if self.num_dense_classes else None
         ce, seg = self.heads.losses(cls, dense, self._eval.labels.to(device), masks)
         return float(ce if seg is None else ce + seg)
 
@@ -265,7 +275,7 @@ class ProbeFeedback:
         device = learner.device
         heads = ProbeHeads(self.heads.cls.in_features, self.num_classes, self.num_dense_classes).to(device)
         fb_cls, fb_dense = self._features(learner, self._fb_images)
-        masks = self._feedback.masks.to(device) if self.num_dense_classes else None
+        masks = cast(torch.Tensor, self._feedback.masks).to(device) if self.num_dense_classes else None
         fit_heads(heads, fb_cls, fb_dense, self._feedback.labels.to(device), masks, steps=self.eval_fit_steps,
                   lr=self.head_lr)
         cls, dense = self._features(learner, self._eval_images)
@@ -274,7 +284,7 @@ class ProbeFeedback:
         out = {"probe_accuracy": float((logits.argmax(-1) == labels).float().mean()),
                "probe_loss": float(F.cross_entropy(logits, labels)), "eval_images": float(len(labels))}
         if self.num_dense_classes:
-            target = self._eval.masks.to(device)
+            target = cast(torch.Tensor, self._eval.masks).to(device)
             pixel_logits = heads.segment(dense, target.shape[-1])
             pred = pixel_logits.argmax(1)
             out["miou"] = miou(pred, target, self.num_dense_classes)

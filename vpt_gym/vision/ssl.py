@@ -85,13 +85,19 @@ class SSLModel(nn.Module):
         make_teacher: build the EMA teacher (False for SimCLR: no teacher parameters).
     """
 
+    # nn.Module attributes, declared for the type checker: the backbones are duck-typed (see Args).
+    student_backbone: Any
+    teacher_backbone: Any
+    teacher_head: Any
+    center: torch.Tensor
+
     def __init__(self, backbone: nn.Module, *, head_hidden: int, bottleneck: int, out_dim: int,
                  make_teacher: bool = True) -> None:
         super().__init__()
         import copy
 
         self.student_backbone = backbone
-        self.student_head = ProjectionHead(backbone.dim, head_hidden, bottleneck, out_dim)
+        self.student_head = ProjectionHead(self.student_backbone.dim, head_hidden, bottleneck, out_dim)
         self.teacher_backbone = copy.deepcopy(backbone) if make_teacher else None
         self.teacher_head = copy.deepcopy(self.student_head) if make_teacher else None
         if make_teacher:
@@ -198,7 +204,8 @@ class SSLLearner:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective={objective!r} is not accepted; choose one of {OBJECTIVES}")
         if (objective == "dino") != (model.teacher_backbone is not None):
-            raise ValueError(f"objective={objective!r} needs a model {'with' if objective == 'dino' else 'without'} a teacher")
+            needs = "with" if objective == "dino" else "without"
+            raise ValueError(f"objective={objective!r} needs a model {needs} a teacher")
         for name, value in (("teacher_momentum", teacher_momentum), ("center_momentum", center_momentum)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}={value} must be in [0, 1]")
@@ -207,7 +214,8 @@ class SSLLearner:
             if not value > 0:
                 raise ValueError(f"{name}={value} must be > 0")
         blocks = model.student_backbone.num_blocks
-        if isinstance(alignment_blocks, bool) or not isinstance(alignment_blocks, int) or not 1 <= alignment_blocks <= blocks:
+        if (isinstance(alignment_blocks, bool) or not isinstance(alignment_blocks, int)
+                or not 1 <= alignment_blocks <= blocks):
             raise ValueError(f"alignment_blocks={alignment_blocks!r} must be an integer in [1, {blocks}]")
         prefixes = [f"student_backbone.{p}" for p in model.student_backbone.alignment_prefixes(alignment_blocks)]
         model.train()
@@ -221,7 +229,8 @@ class SSLLearner:
         self.objective = objective
         self.teacher_momentum = float(teacher_momentum)
         self.center_momentum = float(center_momentum)
-        self.student_temp, self.teacher_temp, self.simclr_temp = float(student_temp), float(teacher_temp), float(simclr_temp)
+        self.student_temp, self.teacher_temp = float(student_temp), float(teacher_temp)
+        self.simclr_temp = float(simclr_temp)
         self._student_bn = _bn_modules(model.student_backbone)
         self._pending_bn: list[torch.Tensor] | None = None
         self._pending_center: torch.Tensor | None = None
@@ -322,9 +331,9 @@ class SSLLearner:
         m = self.teacher_momentum
         for student, teacher in ((model.student_backbone, model.teacher_backbone),
                                  (model.student_head, model.teacher_head)):
-            for ps, pt in zip(student.parameters(), teacher.parameters()):
+            for ps, pt in zip(student.parameters(), teacher.parameters(), strict=True):
                 pt.mul_(m).add_(ps.detach(), alpha=1.0 - m)
-            for bs, bt in zip(student.buffers(), teacher.buffers()):
+            for bs, bt in zip(student.buffers(), teacher.buffers(), strict=True):
                 if bt.is_floating_point():
                     bt.mul_(m).add_(bs, alpha=1.0 - m)
                 else:

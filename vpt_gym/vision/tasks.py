@@ -14,7 +14,8 @@ only by its mask).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,8 +108,8 @@ class VisionTaskSpace:
         self.local_size = local_size or image_size // 2
         self.continuous = continuous
         if continuous:
-            self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-            self.standard_action = np.array([1.0, 0.0], dtype=np.float32)
+            self.action_space: spaces.Space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+            self.standard_action: Any = np.array([1.0, 0.0], dtype=np.float32)
             self.tasks = [Task(name="random_mask_continuous", family="mask",
                                params={"recipe": STANDARD_RECIPE.name, "mask": "random", "keep_range": KEEP_RANGE,
                                        "sigma_range": SIGMA_RANGE})]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, SupportsFloat
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
@@ -97,7 +98,7 @@ def _real_valued(action: Any) -> bool:
 
 def _restore_attributes(parts: Sequence[Any], states: Sequence[dict[str, Any] | None]) -> None:
     """Put back the attribute bindings of ``parts`` saved by ``dict(vars(part))`` (new attributes removed)."""
-    for part, state in zip(parts, states):
+    for part, state in zip(parts, states, strict=True):
         if state is None:
             continue
         attributes = vars(part)
@@ -202,6 +203,11 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
     """
 
     metadata = {"render_modes": []}
+
+    # Set on the env by some factories after construction (declared here for the type checker):
+    data_sources: dict[str, str]  # where each pretraining stream's data came from
+    tokenizer: Any  # the LM-Domains tokenizer
+    decontamination: dict[str, dict[str, Any]]  # LM-Domains: per-domain decontamination counts
 
     def __init__(
         self,
@@ -349,7 +355,7 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         self._ema_cos: float | None = None
         self._ema_fb: float | None = None
         self._g_down_norm = 0.0
-        self._g_down: list[torch.Tensor] | None = None  # type: ignore[assignment]
+        self._g_down = None  # type: ignore[assignment]  # set by the first feedback refresh, before any read
         self._g_tasks: dict[str, list[torch.Tensor]] | None = None
         self._done = False
 
@@ -371,18 +377,18 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
 
     # ---------------------------------------------------------------------------------------------- step
     def _resolve_action(self, action: Any) -> tuple[Any, bool]:
-        space = self.action_space
+        space: Any = self.action_space  # Discrete (self._discrete) or Box
         if self._discrete:
             a = np.asarray(action)
             if a.shape not in ((), (1,)) or not np.issubdtype(a.dtype, np.integer):
                 raise ValueError(f"action {action!r} is not an integer of the action space {space}; pass a menu index "
                                  f"0..{space.n - 1} (an int or a 0-d/1-element integer array)")
-            a = int(a.reshape(()))
-            if not space.contains(a):
+            index = int(a.reshape(()))
+            if not space.contains(index):
                 raise ValueError(f"action {action!r} is outside the action space {space} (accepted: 0..{space.n - 1}; "
                                  f"env.unwrapped.task_names lists the menu)")
-            masked = not bool(self.action_masks()[a])
-            return (self.standard_action if masked else a), masked
+            masked = not bool(self.action_masks()[index])
+            return (self.standard_action if masked else index), masked
         if not _real_valued(action):  # bool, complex (its imaginary part would be dropped), strings, objects
             raise ValueError(f"action {action!r} is not a real-valued array of the action space {space} "
                              f"(low={space.low}, high={space.high})")
@@ -393,7 +399,8 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         if a.shape != space.shape:
             raise ValueError(f"action {action!r} has shape {a.shape}; the action space {space} needs {space.shape}")
         if not np.all(np.isfinite(a)) or not space.contains(a):
-            raise ValueError(f"action {action!r} is outside the action space {space} (low={space.low}, high={space.high})")
+            raise ValueError(f"action {action!r} is outside the action space {space} "
+                             f"(low={space.low}, high={space.high})")
         return a, False
 
     def _resolve_task(self, task: Task) -> Task:
@@ -510,14 +517,16 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         """
         if not self._ready or self._done:
             raise RuntimeError("counterfactual() needs a running episode: call reset() first")
-        if not isinstance(self.learner, BranchableLearner):
-            raise NotImplementedError(f"{type(self.learner).__name__} has no snapshot()/restore(): it cannot branch")
+        branchable = self.learner
+        if not isinstance(branchable, BranchableLearner):
+            raise NotImplementedError(f"{type(branchable).__name__} has no snapshot()/restore(): it cannot branch")
         if actions is None:
             if not self._discrete:
-                raise ValueError(f"actions=None is only defined for a Discrete menu; pass actions for {self.action_space}")
-            actions = list(range(self.action_space.n))
+                raise ValueError("actions=None is only defined for a Discrete menu; "
+                                 f"pass actions for {self.action_space}")
+            actions = list(range(cast(spaces.Discrete, self.action_space).n))
         resolved = [self._resolve_action(a)[0] for a in actions]
-        learner_state = self.learner.snapshot()
+        learner_state = branchable.snapshot()
         rng_states = [g.get_state() for g in self._rngs]
         parts = (self.task_space, self.stream, self.feedback)  # their plain attributes (e.g. a per-batch seed memo)
         part_states = [dict(vars(p)) if hasattr(p, "__dict__") else None for p in parts]
@@ -532,8 +541,8 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         branches: list[Branch] = []
         try:
             for action in resolved:
-                self.learner.restore(learner_state)
-                for g, state in zip(self._rngs, rng_states):
+                branchable.restore(learner_state)
+                for g, state in zip(self._rngs, rng_states, strict=True):
                     g.set_state(state)
                 _restore_attributes(parts, part_states)
                 if force_probe:
@@ -547,8 +556,8 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
                 branches.append(Branch(action=action, task=task.name,
                                        outcome=None if applied is None else applied[1], measured=after))
         finally:
-            self.learner.restore(learner_state)
-            for g, state in zip(self._rngs, rng_states):
+            branchable.restore(learner_state)
+            for g, state in zip(self._rngs, rng_states, strict=True):
                 g.set_state(state)
             _restore_attributes(parts, part_states)
             for f, value in saved.items():

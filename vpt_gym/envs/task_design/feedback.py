@@ -9,7 +9,8 @@ example read is charged in the ledger.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -17,9 +18,29 @@ import torch
 from vpt_gym.core import Task
 from vpt_gym.value import GradientStats, UpdateOutcome, grad_norm
 
+if TYPE_CHECKING:
+    from vpt_gym.budget import Ledger
+    from vpt_gym.value import ValueEstimator
+
 
 class FeedbackMixin:
     """The feedback methods of :class:`~vpt_gym.envs.task_design.TaskDesignEnv` (which holds the state)."""
+
+    if TYPE_CHECKING:  # the host env's attributes these methods read and write (declared for the type checker)
+        feedback: Any  # a FeedbackSet, with task_losses/weights when domain-matched
+        learner: Any  # a Learner, optionally with grad_only_on_subset
+        value_estimator: ValueEstimator
+        ema_decay: float
+        feedback_momentum: float
+        _ledger: Ledger
+        _matched: bool
+        _g_down: list[torch.Tensor]
+        _g_tasks: dict[str, list[torch.Tensor]] | None
+        _g_down_norm: float
+        _feedback_loss: float
+        _ema_fb: float | None
+        _probe_loss: float
+        _probe_metric: float
 
     def _charge_feedback_data(self, batch: Any) -> None:
         """Count a feedback batch's examples and tokens in the ledger (batches without counts add 0)."""
@@ -39,8 +60,10 @@ class FeedbackMixin:
             losses = self.feedback.task_losses(self.learner, batch)
             omega = self.feedback.weights
             old = self._g_tasks or {}
-            self._g_tasks = {j: self._running_average(old.get(j), [g.detach() for g in self.learner.subset_gradient(lj)])
-                             for j, lj in losses.items()}
+            self._g_tasks = {
+                j: self._running_average(old.get(j), [g.detach() for g in self.learner.subset_gradient(lj)])
+                for j, lj in losses.items()
+            }
             self._g_down = self._combine({j: omega[j] for j in losses})
             loss = sum(omega[j] * lj.detach() for j, lj in losses.items())
             self._ledger.feedback_forward += len(losses)
@@ -63,14 +86,15 @@ class FeedbackMixin:
         beta = self.feedback_momentum
         if old is None or beta == 0.0:
             return new
-        return [o.mul(beta).add_(n, alpha=1.0 - beta) for o, n in zip(old, new)]
+        return [o.mul(beta).add_(n, alpha=1.0 - beta) for o, n in zip(old, new, strict=True)]
 
     def _combine(self, coefficients: dict[str, float]) -> list[torch.Tensor]:
         """sum_j coefficients[j] * g_j over the cached per-task feedback gradients (domain-matched mode)."""
-        out = [torch.zeros_like(g) for g in next(iter(self._g_tasks.values()))]
+        g_tasks = cast(dict[str, list[torch.Tensor]], self._g_tasks)  # filled by the refresh that calls this
+        out = [torch.zeros_like(g) for g in next(iter(g_tasks.values()))]
         for j, c in coefficients.items():
             if c != 0.0:
-                for acc, g in zip(out, self._g_tasks[j]):
+                for acc, g in zip(out, g_tasks[j], strict=True):
                     acc.add_(g, alpha=float(c))
         return out
 

@@ -7,7 +7,8 @@ one forward-mode pass) per task; every pass is charged in the ledger. The learne
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -15,6 +16,12 @@ import torch
 from vpt_gym.core import Learner, Task, TaskSpace
 from vpt_gym.value import gradient_stats
 
+if TYPE_CHECKING:
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    from vpt_gym.budget import Ledger
+    from vpt_gym.value import ValueEstimator
 
 LOOKAHEAD_VALUES = ("alignment", "preconditioned")
 """The values :meth:`LookaheadMixin.lookahead_values` computes."""
@@ -24,7 +31,7 @@ def _times(precondition: Sequence[torch.Tensor] | None, g: Sequence[torch.Tensor
     """P * g elementwise (``g`` itself when P is None), in g's dtype."""
     if precondition is None:
         return list(g)
-    return [(p * x).to(x.dtype) for p, x in zip(precondition, g)]
+    return [(p * x).to(x.dtype) for p, x in zip(precondition, g, strict=True)]
 
 
 class _TaskLoss(torch.nn.Module):
@@ -43,6 +50,31 @@ class _TaskLoss(torch.nn.Module):
 
 class LookaheadMixin:
     """The look-ahead methods of :class:`~vpt_gym.envs.task_design.TaskDesignEnv` (which holds the state)."""
+
+    if TYPE_CHECKING:  # the host env's attributes and methods used here (declared for the type checker)
+        learner: Any  # a Learner, optionally with preconditioner/grad_only_on_subset
+        task_space: Any  # a TaskSpace, with the optional capabilities probed at construction
+        value_estimator: ValueEstimator
+        action_space: gym.Space
+        forward_mode_lookahead: bool
+        forward_mode_per_task: bool
+        _ledger: Ledger
+        _batch: Any
+        _outputs: Any
+        _discrete: bool
+        _done: bool
+        _ready: bool
+        _matched: bool
+        _preconditioned: bool
+        _task_dependent: bool
+        _jvp_unsupported: bool
+        _g_down: list[torch.Tensor]
+
+        def _g_down_for(self, task: Task) -> list[torch.Tensor]: ...
+
+        def _resolve_action(self, action: Any) -> tuple[Any, bool]: ...
+
+        def _task_loss(self, task: Task, *, lookahead: bool) -> torch.Tensor: ...
 
     def value_derivative(self, tangent: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable-task hook: (C, D) with D = tangent . grad_S log p on the pending batch's candidates.
@@ -109,8 +141,9 @@ class LookaheadMixin:
             raise RuntimeError("lookahead_values() needs a running episode: call reset() first")
         if actions is None:
             if not self._discrete:
-                raise ValueError(f"actions=None is only defined for a Discrete menu; pass actions for {self.action_space}")
-            actions = list(range(self.action_space.n))
+                raise ValueError("actions=None is only defined for a Discrete menu; "
+                                 f"pass actions for {self.action_space}")
+            actions = list(range(cast("spaces.Discrete", self.action_space).n))
         tasks = [self.task_space.task(self._resolve_action(a)[0]) for a in actions]
         lr = float(self.learner.lr)
         precondition = self._lookahead_preconditioner() if value == "preconditioned" else None
@@ -158,13 +191,13 @@ class LookaheadMixin:
         view = space.materialize(self._batch, task)
         names = list(learner.alignment_names)
         primals = tuple(p.detach() for p in learner.alignment_parameters())
-        tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals))
+        tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals, strict=True))
         adapter = _TaskLoss(learner, space, view, task)
 
         def loss_of(*params: torch.Tensor) -> torch.Tensor:
-            return functional_call(adapter, {f"m.{n}": p for n, p in zip(names, params)}, ())
+            return functional_call(adapter, {f"m.{n}": p for n, p in zip(names, params, strict=True)}, ())
 
         with sdpa_kernel(SDPBackend.MATH), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            _, dot = jvp(loss_of, primals, tangents)
+            _, dot = jvp(loss_of, primals, tangents)  # type: ignore[misc]  # torch's jvp stub also allows the has_aux 3-tuple
         return float(dot)
