@@ -7,10 +7,14 @@ through :func:`atomic_target`, so a crash or a kill leaves either the old file o
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from vpt_gym.utils import to_plain
 
 
 @contextlib.contextmanager
@@ -49,3 +53,12 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as JSON to ``path`` via a temp file in the same folder + ``os.replace``.
+
+    A crash never leaves a half-written file, and an existing file is replaced only by a complete one.
+    Non-finite floats are written as ``null`` (:func:`vpt_gym.utils.to_plain`).
+    """
+    return write_text_atomic(path, json.dumps(to_plain(obj), indent=2, sort_keys=True) + "\n")

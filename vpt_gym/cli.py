@@ -236,7 +236,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import vpt_gym  # noqa: F401  (registers the ids)
     from vpt_gym.agents import DESIGNERS, load_designer_class, make_designer
     from vpt_gym.envs import ENV_IDS
-    from vpt_gym.runner import run_episode, write_json_atomic
+    from vpt_gym.atomic import write_json_atomic
+    from vpt_gym.runner import run_episode
 
     if args.env_id not in ENV_IDS:
         raise SystemExit(f"error: unknown env id {args.env_id!r}; registered: {sorted(ENV_IDS)}")

@@ -2,44 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from vpt_gym.agents import Designer
+from vpt_gym.atomic import write_json_atomic as write_json_atomic  # re-exported (public here before)
 from vpt_gym.core import Task
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars/arrays to Python, non-finite floats to None."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as JSON to ``path`` via a temp file in the same folder + ``os.replace``.
-
-    A crash never leaves a half-written file, and an existing file is replaced only by a complete one.
-    Non-finite floats are written as ``null``.
-    """
-    from vpt_gym.atomic import write_text_atomic
-
-    return write_text_atomic(path, json.dumps(_plain(obj), indent=2, sort_keys=True) + "\n")
+from vpt_gym.utils import to_plain
 
 
 def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool = False) -> dict[str, Any]:
@@ -89,7 +60,7 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
             designer.observe(action, float(reward), next_obs, terminated, truncated, info)
             obs = next_obs
             total += float(reward)
-            actions.append(action.name if isinstance(action, Task) else _plain(action))
+            actions.append(action.name if isinstance(action, Task) else to_plain(action))
             tasks.append(info["task"])
             trajectory["learner_updates"].append(int(info["learner_updates"]))
             trajectory["reward"].append(float(reward))
@@ -102,7 +73,7 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
                 break
     finally:
         bar.close()
-    return _plain({
+    return to_plain({
         "env_id": env.spec.id if env.spec is not None else type(base).__name__,
         "designer": designer.name,
         "seed": seed,

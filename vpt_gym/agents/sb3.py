@@ -349,7 +349,7 @@ def train(env_id: str, algo: str, timesteps: int, seed: int, out_dir: str | os.P
         ImportError: stable-baselines3 / sb3-contrib (or, with ``progress``, tqdm / rich) missing.
     """
     from vpt_gym.envs import ENV_IDS
-    from vpt_gym.runner import write_json_atomic
+    from vpt_gym.atomic import write_json_atomic
 
     preset = _preset(algo)
     if env_id not in ENV_IDS:

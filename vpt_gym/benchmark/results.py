@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vpt_gym.atomic import write_bytes_atomic
-from vpt_gym.runner import _plain
+from vpt_gym.utils import to_plain
 
 ROW_KEY = ("suite", "env_id", "designer", "seed", "config_hash")
 """Fields that identify an episode: a rerun skips rows whose key is already in the file."""
@@ -69,7 +69,7 @@ def repair(path: str | Path) -> int:
 
 def append_row(path: str | Path, row: dict[str, Any]) -> None:
     """Append one row as a single line (one ``os.write`` on an ``O_APPEND`` descriptor, then ``fsync``)."""
-    line = (json.dumps(_plain(row), sort_keys=True, allow_nan=False) + "\n").encode()
+    line = (json.dumps(to_plain(row), sort_keys=True, allow_nan=False) + "\n").encode()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -38,9 +38,10 @@ from vpt_gym.lm.domains import (
     tokenize_domains,
 )
 from vpt_gym.lm.feedback import GSM8KFeedback
-from vpt_gym.lm.model import cache_dir, make_lm_learner
+from vpt_gym.lm.model import make_lm_learner
 from vpt_gym.lm.multitask import HeldoutNLLFeedback, MultitaskFeedback, normalized_weights
 from vpt_gym.lm.stream import TokenBatch
+from vpt_gym.utils import cache_dir
 
 BUILTIN_DOMAINS = ("math", "code", "prose")
 MIXTURE = "domain_mixture"

@@ -178,7 +178,7 @@ def _make_ssl_env(
     if data is not None and str(data) not in ("mnist5k", "digits") and not Path(data).expanduser().is_dir():
         raise FileNotFoundError(f"data={str(data)!r}: not 'mnist5k', 'digits' or an existing ImageFolder path")
     require_torchvision()
-    from vpt_gym.lm.model import cache_dir, resolve_device
+    from vpt_gym.utils import cache_dir, resolve_device
     from vpt_gym.vision.feedback import ProbeFeedback
     from vpt_gym.vision.masks import MASK_FAMILIES
     from vpt_gym.vision.tasks import VisionTaskSpace, augment_tasks, mask_tasks

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from vpt_gym.core import Learner
 from vpt_gym.lm.corpus import EOS_TOKEN, MathProblem, extract_final_answer, format_completion, format_prompt
+from vpt_gym.utils import check_int, inference_mode
 
 IGNORE_INDEX = -100
 """Label of positions that carry no loss (prompt tokens and padding)."""
@@ -184,27 +185,6 @@ def head_on_rows(module: torch.nn.Module, rows: torch.Tensor) -> Iterator[bool]:
         handle.remove()
 
 
-@contextlib.contextmanager
-def _inference_mode(module: torch.nn.Module) -> Iterator[None]:
-    """``torch.no_grad`` and eval mode, restoring every submodule's train/eval flag afterwards."""
-    modes = [(submodule, submodule.training) for submodule in module.modules()]
-    module.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for submodule, training in modes:
-            submodule.training = training
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name}={value} outside the accepted range [{low}, {high}]")
-    return value
-
-
 def _check_problems(name: str, problems: Any) -> tuple[MathProblem, ...]:
     if isinstance(problems, (str, bytes)) or not isinstance(problems, Sequence):
         raise ValueError(f"{name} must be a sequence of MathProblem, got {type(problems).__name__}")
@@ -288,12 +268,12 @@ class GSM8KFeedback:
             raise ValueError(f"eos_token_id must be an int >= 0 or None, got {eos_token_id!r}")
         self.eos_id = EOS_ID if eos_token_id is None else eos_token_id
         num_feedback = len(self._feedback)
-        self.context_length = _check_int("context_length", context_length, 8, _MAX_CONTEXT_LENGTH)
-        self.batch_size = _check_int("batch_size", batch_size, 1, num_feedback)
-        self.probe_size = _check_int("probe_size", probe_size, 1, num_feedback)
-        self.eval_items = _check_int("eval_items", eval_items, 1, len(self._eval))
-        self.max_new_tokens = _check_int("max_new_tokens", max_new_tokens, 1, context_length - 1)
-        self.generation_batch_size = _check_int(
+        self.context_length = check_int("context_length", context_length, 8, _MAX_CONTEXT_LENGTH)
+        self.batch_size = check_int("batch_size", batch_size, 1, num_feedback)
+        self.probe_size = check_int("probe_size", probe_size, 1, num_feedback)
+        self.eval_items = check_int("eval_items", eval_items, 1, len(self._eval))
+        self.max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1, context_length - 1)
+        self.generation_batch_size = check_int(
             "generation_batch_size", generation_batch_size, 1, _MAX_GENERATION_BATCH_SIZE
         )
         if not isinstance(source, str) or not source:
@@ -414,7 +394,7 @@ class GSM8KFeedback:
         """Fraction of ``prompts`` whose greedy continuation's final answer equals ``answers`` (in [0, 1])."""
         module, device = learner.module, learner.device
         correct = 0
-        with _inference_mode(module):
+        with inference_mode(module):
             for start in range(0, len(prompts), self.generation_batch_size):
                 chunk = prompts[start : start + self.generation_batch_size]
                 width = max(len(prompt) for prompt in chunk)
@@ -468,7 +448,7 @@ class GSM8KFeedback:
         module, device = learner.module, learner.device
         nll_total = 0.0
         count_total = 0
-        with _inference_mode(module):
+        with inference_mode(module):
             for start in range(0, self.eval_items, self.generation_batch_size):
                 rows = slice(start, start + self.generation_batch_size)
                 attention_mask = self._eval_attention_mask[rows]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,42 +20,15 @@ import torch
 from vpt_gym.atomic import atomic_target
 from vpt_gym.learners import TorchLearner
 
+# re-exported (callers import them from here too); they live in vpt_gym.utils
+from vpt_gym.utils import CACHE_ENV_VAR as CACHE_ENV_VAR
+from vpt_gym.utils import cache_dir as cache_dir
+from vpt_gym.utils import resolve_device as resolve_device
+
 logger = logging.getLogger(__name__)
 
 BASE_FORMAT = "vpt_gym-base-v1"
 """Version of the base-pretraining recipe; part of the cache key (bump when the recipe changes)."""
-CACHE_ENV_VAR = "VPT_GYM_CACHE"
-"""Environment variable naming the cache folder (tokenizers and base checkpoints)."""
-
-
-def cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
-    """The cache folder: ``path``, else ``$VPT_GYM_CACHE``, else ``~/.cache/vpt_gym`` (created)."""
-    chosen = Path(path or os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "vpt_gym")
-    chosen.mkdir(parents=True, exist_ok=True)
-    return chosen
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as given.
-
-    Raises:
-        ValueError: a device other than auto/cpu/cuda[:N], or ``cuda`` requested but not available.
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={device!r} is not accepted; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device={device!r} is not accepted; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} requested but CUDA is not available (torch {torch.__version__}, CUDA "
-                         f"build: {torch.version.cuda or 'no'}); use --device cpu or auto, or install a CUDA build "
-                         "of torch on a machine with a GPU")
-    return dev
-
-
 @dataclass(frozen=True, kw_only=True)
 class BaseModelConfig:
     """Architecture and base pretraining of a tiny/small GPT-2 learner.

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from vpt_gym.core import FeedbackSet, HeldOutLoss, Learner, Task
-from vpt_gym.lm.feedback import _check_int, _inference_mode
+from vpt_gym.utils import check_int, inference_mode
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -86,9 +86,9 @@ class HeldoutNLLFeedback:
         if not isinstance(source, str) or not source:
             raise ValueError(f"source must be a non-empty string, got {source!r}")
         self.num_feedback = int(feedback.shape[0])
-        self.batch_size = _check_int("batch_size", batch_size, 1, self.num_feedback)
-        self.probe_size = _check_int("probe_size", probe_size, 1, self.num_feedback)
-        self.eval_items = _check_int("eval_items", eval_items, 1, int(eval.shape[0]))
+        self.batch_size = check_int("batch_size", batch_size, 1, self.num_feedback)
+        self.probe_size = check_int("probe_size", probe_size, 1, self.num_feedback)
+        self.eval_items = check_int("eval_items", eval_items, 1, int(eval.shape[0]))
         self.source = source
         self.feedback_windows = feedback.to(torch.int64)
         self.eval_windows = eval[: self.eval_items].to(torch.int64)
@@ -125,7 +125,7 @@ class HeldoutNLLFeedback:
 
     def metric(self, learner: Learner, batch: WindowBatch) -> float:
         """Negative mean NLL of the batch (nats/token, <= 0; higher is better), without gradients."""
-        with _inference_mode(learner.module):
+        with inference_mode(learner.module):
             return -float(self.loss(learner, batch))
 
     def eval_loss(self, learner: Learner) -> float:
@@ -135,7 +135,7 @@ class HeldoutNLLFeedback:
     def evaluate(self, learner: Learner) -> dict[str, float]:
         """``{"eval_nll": mean NLL over the first eval_items eval windows (nats/token), "eval_items": M}``."""
         total, count = 0.0, 0
-        with _inference_mode(learner.module):
+        with inference_mode(learner.module):
             for start in range(0, self.eval_items, 16):
                 ids = self.eval_windows[start : start + 16]
                 total += float(window_nll(learner.module, ids.to(learner.device))) * ids[:, 1:].numel()

@@ -2,7 +2,7 @@
 
 For the ``tiny`` and ``small`` presets the base is a freshly initialized backbone + head trained by a short,
 deterministic run of the learner's own SSL objective with the standard DINO recipe on the unlabeled split
-(:func:`pretrain_base`), saved as safetensors under the cache folder (:func:`vpt_gym.lm.model.cache_dir`)
+(:func:`pretrain_base`), saved as safetensors under the cache folder (:func:`vpt_gym.utils.cache_dir`)
 keyed by a hash of (config, images), and rebuilt when missing. ``base_steps=0`` gives the random init.
 """
 

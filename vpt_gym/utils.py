@@ -1,0 +1,90 @@
+"""Small helpers shared by the LM side, the vision side and the benchmark: no vpt_gym imports.
+
+The cache folder and device resolution every env family uses, integer keyword checks, eval-mode inference on
+a module, and the JSON-safe copy of results. This module sits at the bottom of the package's layering
+(``docs/ARCHITECTURE.md``): anything may import it, it imports nothing of ``vpt_gym``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CACHE_ENV_VAR = "VPT_GYM_CACHE"
+"""Environment variable naming the cache folder (tokenizers and base checkpoints)."""
+
+
+def cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder: ``path``, else ``$VPT_GYM_CACHE``, else ``~/.cache/vpt_gym`` (created)."""
+    chosen = Path(path or os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "vpt_gym")
+    chosen.mkdir(parents=True, exist_ok=True)
+    return chosen
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as given.
+
+    Raises:
+        ValueError: a device other than auto/cpu/cuda[:N], or ``cuda`` requested but not available.
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not accepted; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r} is not accepted; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} requested but CUDA is not available (torch {torch.__version__}, CUDA "
+                         f"build: {torch.version.cuda or 'no'}); use --device cpu or auto, or install a CUDA build "
+                         "of torch on a machine with a GPU")
+    return dev
+
+
+def check_int(name: str, value: Any, low: int, high: int) -> int:
+    """``value`` when it is an int (not a bool) in ``[low, high]``.
+
+    Raises:
+        ValueError: not an int, or outside the range (the message names ``name`` and the range).
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value} outside the accepted range [{low}, {high}]")
+    return value
+
+
+@contextlib.contextmanager
+def inference_mode(module: torch.nn.Module) -> Iterator[None]:
+    """``torch.no_grad`` and eval mode, restoring every submodule's train/eval flag afterwards."""
+    modes = [(submodule, submodule.training) for submodule in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for submodule, training in modes:
+            submodule.training = training
+
+
+def to_plain(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars/arrays to Python, tuples to lists, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
