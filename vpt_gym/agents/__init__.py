@@ -12,6 +12,15 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from vpt_gym.agents.bandits import (  # bandits imports nothing from this module
+    DiscountedUCBDesigner,
+    EpsilonGreedyDesigner,
+    EXP3Designer,
+    RoundRobinDesigner,
+    ThompsonSamplingDesigner,
+    UCB1Designer,
+)
+
 
 @runtime_checkable
 class Designer(Protocol):
@@ -73,13 +82,6 @@ class RandomDesigner:
 
     def observe(self, action, reward, observation, terminated, truncated, info) -> None:
         return None
-
-
-DESIGNERS: dict[str, Callable[[gym.Env], Designer]] = {
-    "fixed": FixedDesigner,
-    "random": RandomDesigner,
-}
-"""Designer factories by name (``vpt-gym run --designer NAME``)."""
 
 
 def load_designer_class(spec: str) -> Callable[..., Designer]:
@@ -203,22 +205,6 @@ class GreedyDesigner:
         return None
 
 
-DESIGNERS["greedy"] = GreedyDesigner
-
-
-from vpt_gym.agents.bandits import (  # noqa: E402  (bandits needs nothing from this module)
-    DiscountedUCBDesigner,
-    EpsilonGreedyDesigner,
-    EXP3Designer,
-    RoundRobinDesigner,
-    ThompsonSamplingDesigner,
-    UCB1Designer,
-)
-
-DESIGNERS.update({cls.name: cls for cls in (RoundRobinDesigner, EpsilonGreedyDesigner, UCB1Designer, EXP3Designer,
-                                             ThompsonSamplingDesigner, DiscountedUCBDesigner)})
-
-
 def _vpretraining(env: gym.Env, **kwargs: Any) -> Designer:
     from vpt_gym.agents.vpretraining import VPretrainingDesigner
 
@@ -231,8 +217,20 @@ def _vpretraining_random_feedback(env: gym.Env, **kwargs: Any) -> Designer:
     return VPretrainingDesigner(env, feedback="random", **kwargs)
 
 
-DESIGNERS["vpretraining"] = _vpretraining
-DESIGNERS["vpretraining_random_feedback"] = _vpretraining_random_feedback
+DESIGNERS: dict[str, Callable[..., Designer]] = {
+    "fixed": FixedDesigner,
+    "random": RandomDesigner,
+    "greedy": GreedyDesigner,
+    RoundRobinDesigner.name: RoundRobinDesigner,
+    EpsilonGreedyDesigner.name: EpsilonGreedyDesigner,
+    UCB1Designer.name: UCB1Designer,
+    EXP3Designer.name: EXP3Designer,
+    ThompsonSamplingDesigner.name: ThompsonSamplingDesigner,
+    DiscountedUCBDesigner.name: DiscountedUCBDesigner,
+    "vpretraining": _vpretraining,
+    "vpretraining_random_feedback": _vpretraining_random_feedback,
+}
+"""Designer factories by name (``vpt-gym run --designer NAME``): ``factory(env, **kwargs) -> Designer``."""
 
 _FORWARDED: dict[str, tuple[str, tuple[str, ...]]] = {
     "vpretraining": ("vpt_gym.agents.vpretraining:VPretrainingDesigner", ()),
