@@ -165,9 +165,8 @@ def measure(args, reward: str, period: int) -> dict[str, Any]:
         stepped_env.step(stepped_env.standard_action)
         _sync(device)
         stepped.append(time.perf_counter() - start)
-    p, e = statistics.median(plain[args.warmup:]), statistics.median(stepped[args.warmup:])
-    pm, em = statistics.mean(plain[args.warmup:]), statistics.mean(stepped[args.warmup:])
-    instrumented_mean = em
+    summary = summarize(plain, stepped, args.warmup)
+    instrumented_mean = statistics.mean(stepped[args.warmup:])
     if breakdown is None:
         breakdown = instrument(stepped_env)
         start = time.perf_counter()
@@ -177,9 +176,16 @@ def measure(args, reward: str, period: int) -> dict[str, Any]:
         instrumented_mean = (time.perf_counter() - start) / args.steps
     parts = {k: v / args.steps for k, v in sorted(breakdown.seconds.items())}
     parts["other"] = max(instrumented_mean - sum(parts.values()), 0.0)
-    return {"reward": reward, "feedback_period": period, "plain_median_ms": p * 1e3, "env_median_ms": e * 1e3,
-            "ratio_median": e / p, "plain_mean_ms": pm * 1e3, "env_mean_ms": em * 1e3, "ratio_mean": em / pm,
+    return {"reward": reward, "feedback_period": period, **summary,
             "env_breakdown_ms": {k: v * 1e3 for k, v in parts.items()}}
+
+
+def summarize(plain: list[float], stepped: list[float], warmup: int) -> dict[str, float]:
+    """Medians and means (ms) of the per-step seconds after ``warmup`` steps, and their ratios env / plain."""
+    p, e = statistics.median(plain[warmup:]), statistics.median(stepped[warmup:])
+    pm, em = statistics.mean(plain[warmup:]), statistics.mean(stepped[warmup:])
+    return {"plain_median_ms": p * 1e3, "env_median_ms": e * 1e3, "ratio_median": e / p,
+            "plain_mean_ms": pm * 1e3, "env_mean_ms": em * 1e3, "ratio_mean": em / pm}
 
 
 def measure_task_dependent_lookahead(args) -> list[dict[str, Any]]:
@@ -297,10 +303,14 @@ def measure_memory(args) -> dict[str, Any]:
         out[mode] = queue.get()
         proc.join()
     kind = "cuda peak allocated" if args.device == "cuda" else "peak RSS (sampled each ms)"
-    growth = {m: max(v["peak_bytes"] - v["base_bytes"], 1) for m, v in out.items()}
     return {"kind": kind, "feedback_period": period, "plain": out["plain"], "env": out["env"],
-            "ratio_peak": out["env"]["peak_bytes"] / out["plain"]["peak_bytes"],
-            "ratio_growth": growth["env"] / growth["plain"]}
+            **memory_ratios(out["plain"], out["env"])}
+
+
+def memory_ratios(plain: dict[str, int], env: dict[str, int]) -> dict[str, float]:
+    """env / plain of the peak bytes, and of the growth over the built env (peak - base, at least 1 byte)."""
+    growth = {m: max(v["peak_bytes"] - v["base_bytes"], 1) for m, v in (("plain", plain), ("env", env))}
+    return {"ratio_peak": env["peak_bytes"] / plain["peak_bytes"], "ratio_growth": growth["env"] / growth["plain"]}
 
 
 def main() -> None:

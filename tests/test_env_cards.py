@@ -11,7 +11,16 @@ import gymnasium as gym
 import pytest
 
 import vpt_gym  # noqa: F401  (registers the ids)
-from vpt_gym.cli import CARD_HEADINGS, README_BEGIN, README_END, main, parse_card, render_markdown, update_readme
+from vpt_gym.cli import (
+    CARD_HEADINGS,
+    README_BEGIN,
+    README_END,
+    main,
+    parse_card,
+    render_card,
+    render_markdown,
+    update_readme,
+)
 from vpt_gym.envs import ENV_IDS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -30,8 +39,89 @@ def test_readme_env_section_is_the_current_list_markdown(capsys: pytest.CaptureF
     section = text[text.index(BEGIN) + len(BEGIN):text.index(END)]
     assert main(["list", "--markdown"]) == 0
     printed = capsys.readouterr().out
-    assert printed == render_markdown()
     assert section == printed, f"README.md's env section is not the current `vpt-gym list --markdown`; {REGENERATE}"
+
+
+TINY_CARD = """Build `vpt/Tiny-v0`: a ``toy`` card.
+
+    Description:
+        One line, see :class:`~vpt_gym.core.Task`.
+
+    Action Space:
+        ``Discrete(2)``.
+
+    Observation Space:
+        | index | name |
+        |---|---|
+        | 0 | ``x`` |
+
+    Reward:
+        r.
+
+    Episode End:
+        e.
+
+    Budget:
+        b.
+
+    Arguments:
+        size: ``tiny`` or
+            ``small``.
+        seed: s.
+
+    Raises:
+        ValueError: v.
+
+    Version History:
+        v0: first.
+    """
+
+TINY_CARD_MARKDOWN = """<details><summary><code>vpt/Tiny-v0</code>: a <code>toy</code> card.</summary>
+
+**Description**
+
+One line, see `vpt_gym.core.Task`.
+
+**Action Space**
+
+`Discrete(2)`.
+
+**Observation Space**
+
+| index | name |
+|---|---|
+| 0 | `x` |
+
+**Reward**
+
+r.
+
+**Episode End**
+
+e.
+
+**Budget**
+
+b.
+
+**Arguments**
+
+- size: `tiny` or `small`.
+- seed: s.
+
+**Raises**
+
+- ValueError: v.
+
+**Version History**
+
+- v0: first.
+
+</details>"""
+
+
+def test_render_card_of_a_tiny_docstring_is_the_hand_written_markdown() -> None:
+    assert render_card("vpt/Tiny-v0", TINY_CARD) == TINY_CARD_MARKDOWN
 
 
 def test_update_readme_rewrites_only_the_env_section(tmp_path: Path) -> None:
