@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+from extras import env_params
 
 import vpt_gym  # noqa: F401  (registers the ids)
 from vpt_gym.cli import (
@@ -224,7 +225,7 @@ def _coverage(names: tuple[str, ...], observation_section: list[str], k: int) ->
     return problems
 
 
-@pytest.mark.parametrize("env_id", list(ENV_IDS))
+@pytest.mark.parametrize("env_id", env_params())
 def test_card_documents_every_observation_feature(env_id: str) -> None:
     env = gym.make(env_id, **ENV_IDS[env_id]["smoke_kwargs"])
     base = env.unwrapped

@@ -5,17 +5,18 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from extras import env_param
 
 import vpt_gym  # noqa: F401
 
 CASES = [
-    ("vpt/SSL-Mask-v0", {"size": "tiny"}),
-    ("vpt/SSL-Augment-v0", {"size": "tiny"}),
-    ("vpt/LM-Domains-v0", {"size": "tiny", "eval_items": 1, "max_new_tokens": 4}),
+    env_param("vpt/SSL-Mask-v0", {"size": "tiny"}),
+    env_param("vpt/SSL-Augment-v0", {"size": "tiny"}),
+    env_param("vpt/LM-Domains-v0", {"size": "tiny", "eval_items": 1, "max_new_tokens": 4}),
 ]
 
 
-@pytest.mark.parametrize("env_id, kwargs", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("env_id, kwargs", CASES)
 def test_forward_mode_per_task_equals_forward_backward(env_id: str, kwargs: dict) -> None:
     results = {}
     for per_task in (True, False):

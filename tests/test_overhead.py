@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from extras import env_params, needs
 
 import vpt_gym  # noqa: F401
 
@@ -34,7 +35,7 @@ def overhead():
     return _load("overhead")
 
 
-@pytest.mark.parametrize("env_id", ["vpt/LM-SoftTargets-v0", "vpt/SSL-Augment-v0"])
+@pytest.mark.parametrize("env_id", env_params(["vpt/LM-SoftTargets-v0", "vpt/SSL-Augment-v0"]))
 def test_plain_loop_makes_the_same_updates_as_the_env(overhead, env_id: str) -> None:
     """The baseline is the same learner on the same batches: after 5 updates the weights are bitwise equal."""
     envs = [overhead.make_env(env_id, "tiny", "cpu", "alignment", 1, 6) for _ in range(2)]
@@ -103,15 +104,16 @@ def test_env_kwargs_parse_as_literals_and_reject_malformed_items(overhead) -> No
         overhead.parse_env_kwargs(["dtype=bfloat16"], parser)
 
 
-def test_vector_scaling_one_worker_is_the_baseline(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("backend", ["gymnasium", pytest.param("sb3", marks=needs("sb3"))])
+def test_vector_scaling_runs_its_episodes(backend: str, tmp_path: Path, monkeypatch) -> None:
     scaling = _load("vector_scaling")
     out = tmp_path / "scaling.json"
     monkeypatch.setattr(sys, "argv", ["vector_scaling.py", "--env-id", "vpt/Toy-Alignment-v0", "--budget", "4",
-                                      "--episodes", "1", "--workers", "1", "2", "--json", str(out)])
+                                      "--episodes", "1", "--workers", "1", "2", "--backends", backend,
+                                      "--json", str(out)])
     scaling.main()
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["backend"], r["workers"]) for r in rows] == [("gymnasium", 1), ("gymnasium", 2), ("sb3", 1),
-                                                           ("sb3", 2)]
+    assert [(r["backend"], r["workers"]) for r in rows] == [(backend, 1), (backend, 2)]
     assert all(r["episodes_per_s"] > 0 for r in rows)
 
 

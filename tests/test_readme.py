@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from extras import env_extras, missing_modules
+
+from vpt_gym.envs import ENV_IDS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -92,6 +95,29 @@ def parse_blocks(text: str) -> list[Block]:
 BLOCKS = parse_blocks(README.read_text(encoding="utf-8"))
 RUNNABLE = [b for b in BLOCKS if b.lang in RUN_LANGS]
 
+_ENV_ID = re.compile(r"vpt/[A-Za-z]+(?:-[A-Za-z]+)*-v\d+")
+_SUITE_FILE = re.compile(r"[\w./-]+\.toml")
+_USES_EXTRA = (
+    (re.compile(r"\bstable_baselines3\b|\bsb3_contrib\b|vpt-gym train\b|\bsb3:"), "sb3"),
+    (re.compile(r"vpt-gym leaderboard\b"), "bench"),
+)
+
+
+def block_extras(block: Block, blocks: list[Block] = BLOCKS) -> tuple[str, ...]:
+    """The extras a block needs, sorted: ``sb3`` (it imports SB3, trains or loads an SB3 designer), ``bench`` (it
+    renders a leaderboard), and those of every env it names, directly or in a suite file it runs (a repository
+    file, or one that a block of ``blocks`` writes)."""
+    needed = {extra for pattern, extra in _USES_EXTRA if pattern.search(block.code)}
+    text = block.code
+    for name in _SUITE_FILE.findall(block.code):
+        if (ROOT / name).is_file():
+            text += (ROOT / name).read_text(encoding="utf-8")
+        text += "".join(b.code for b in blocks if b.filename == Path(name).name)
+    for env_id in set(_ENV_ID.findall(text)):
+        if env_id in ENV_IDS:
+            needed.update(env_extras(env_id))
+    return tuple(sorted(needed))
+
 
 def _param(block: Block):
     marks = []
@@ -155,7 +181,25 @@ def test_readme_block_runs(block: Block, readme_workdir: Path) -> None:
 
         if not torch.cuda.is_available():
             pytest.skip(f"README.md:{block.line}: {block.reason} (no CUDA device here)")
+    extras = block_extras(block)
+    missing = missing_modules(*extras)
+    if missing:
+        pytest.skip(f"README.md:{block.line}: needs the {'/'.join(extras)} extra(s); {missing} not installed")
     _run(block, readme_workdir)
+
+
+def test_block_extras_from_imports_commands_and_suite_files() -> None:
+    suite = Block(1, "toml", '# s.toml\n[[envs]]\nid = "vpt/SSL-Mask-v0"\n', None, "", "s.toml")
+    cases = {
+        "from stable_baselines3 import PPO\n": ("sb3",),
+        "vpt-gym run vpt/Toy-Alignment-v0 --designer sb3:runs/ppo_toy\n": ("sb3",),
+        "vpt-gym run vpt/SSL-Augment-v0 --size tiny\n": ("vision",),
+        "vpt-gym bench s.toml --out r.jsonl\n": ("vision",),  # through the suite file a block writes
+        "vpt-gym bench benchmarks/suites/tiny.toml --out r.jsonl\nvpt-gym leaderboard r.jsonl\n": ("bench", "vision"),
+        "vpt-gym run vpt/LM-SoftTargets-v0 --size tiny\n": (),
+    }
+    for code, extras in cases.items():
+        assert block_extras(Block(2, "bash", code, None, "", None), [suite]) == extras, code
 
 
 def test_blocks_run_without_thread_variables(monkeypatch: pytest.MonkeyPatch) -> None:
