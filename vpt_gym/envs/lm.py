@@ -183,19 +183,21 @@ class LMVersion:
     Attributes:
         math_stream: the default ``math_stream`` (a name in :data:`MATH_STREAMS`).
         lr: size -> default AdamW learning rate where it differs from :data:`LM_PRESETS`.
+        reward: the default ``reward`` (a name in :data:`vpt_gym.envs.REWARD_MODES`).
     """
 
     math_stream: str
     lr: Mapping[str, float]
+    reward: str
 
 
 LM_VERSIONS: dict[int, LMVersion] = {
-    0: LMVersion(math_stream="gsm8k", lr={}),
-    1: LMVersion(math_stream="procedural", lr={"small": 1e-4}),
+    0: LMVersion(math_stream="gsm8k", lr={}, reward="alignment"),
+    1: LMVersion(math_stream="procedural", lr={"small": 1e-4}, reward="cosine"),
 }
 """Defaults of each registered version of the LM-SoftTargets ids: v0 (GSM8K train solutions in the stream, lr
-1e-3 at small) and v1 (the procedural math stream, lr 1e-4 at small). README "Reward validity" holds the
-measurements behind v1."""
+1e-3 at small, reward ``alignment``) and v1 (the procedural math stream, lr 1e-4 at small, reward ``cosine``).
+README "Reward validity" holds the measurements behind v1."""
 
 
 def _make_lm_env(
@@ -206,7 +208,7 @@ def _make_lm_env(
     size: str = "tiny",
     data: str | Path | None = None,
     budget: int | None = None,
-    reward: str = "alignment",
+    reward: str | None = None,
     updates_per_decision: int = 1,
     feedback_period: int = 8,
     device: str = "auto",
@@ -236,6 +238,8 @@ def _make_lm_env(
     _check_choice("math_stream", math_stream, MATH_STREAMS)
     if lr is None:
         lr = defaults.lr.get(size)
+    if reward is None:
+        reward = defaults.reward
     preset, budget_obj, dev, chosen_dtype = check_lm_options(
         size=size, budget=budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period,
         reward=reward, lr=lr, model=model, device=device, dtype=dtype,
@@ -325,10 +329,12 @@ _LM_CARD = """
         update, run before the observation is returned.
 
     Reward:
-        ``alignment`` (default): eta * g_down,S . g_pre,S, S = the last two transformer blocks
+        ``alignment`` (v0's default): eta * g_down,S . g_pre,S, S = the last two transformer blocks
         (``alignment="last2"``), g_down the gradient of the GSM8K solution NLL (question tokens masked) on a
         feedback batch from the feedback split (1,024 GSM8K train problems), refreshed every
-        ``feedback_period`` decisions. Also ``cosine``, ``value_gain``, ``metric_gain`` (Pass@1 on the probe
+        ``feedback_period`` decisions. ``cosine`` (v1's default): cos(g_down,S, g_pre,S), the same gradients
+        without their norms; under AdamW, whose step length hardly depends on |g_pre|, it ranks the tasks by
+        their realized held-out drop best (README "Reward validity"). Also ``value_gain``, ``metric_gain`` (Pass@1 on the probe
         batch: greedy decoding every update), ``advantage`` and ``preconditioned`` (eta sum_S g_down * g /
         (sqrt(v_hat) + eps), the first-order value of the AdamW step, v2 App. B.4). Source: V-Pretraining v2
         Eq. 8-9, 28.
@@ -350,7 +356,8 @@ _LM_CARD = """
             ``$VPT_GYM_DATA``; else the hub when online with the ``hub`` extra, else the embedded
             reasoning-gym ``gsm_symbolic`` default).
         budget: learner updates per episode (default: the preset's).
-        reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage`` | ``preconditioned``.
+        reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage`` | ``preconditioned``
+            (default: v0 ``alignment``, v1 ``cosine``).
         updates_per_decision, feedback_period: see :class:`~vpt_gym.budget.Budget` (defaults 1 and 8).
         device: ``"auto"`` (CUDA when available) | ``"cpu"`` | ``"cuda"``; dtype: ``"float32"`` | ``"bfloat16"``.
         alignment: subset S (default ``"last2"``, the last two transformer blocks; ``"lastN"``; ``"all"``).
@@ -381,8 +388,9 @@ _LM_CARD = """
         v0: initial release: the math rows are GSM8K train's unlabeled solutions (``math_stream="gsm8k"``),
             small's lr 1e-3.
         v1: the math rows are procedural reasoning-gym problems, none GSM8K-derived (``math_stream=
-            "procedural"``, as the paper's stream, v2 App. F.2), and small's lr is 1e-4 (the paper continues
-            pretraining at a small lr); tiny and paper keep their lr. Chosen from README "Reward validity".
+            "procedural"``, as the paper's stream, v2 App. F.2), small's lr is 1e-4 (the paper continues
+            pretraining at a small lr; tiny and paper keep theirs) and the default reward is ``cosine``. Chosen
+            from README "Reward validity".
             Published v0 rows replay under v0.
 """
 
