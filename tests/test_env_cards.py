@@ -61,7 +61,7 @@ def test_registry_fields_are_valid() -> None:
 
     for env_id, spec in ENV_IDS.items():
         assert spec["rewards"] and set(spec["rewards"]) <= set(VALUE_ESTIMATORS), env_id
-        default = "cosine" if env_id.startswith("vpt/LM-SoftTargets") and env_id.endswith("-v1") else "alignment"
+        default = "preconditioned" if env_id.startswith("vpt/LM-SoftTargets") and env_id.endswith("-v1") else "alignment"
         assert spec["rewards"][0] == default, f"{env_id}: the default reward comes first"
         presets = VISION_PRESETS if env_id.startswith("vpt/SSL-") else LM_PRESETS if "/LM-" in env_id else {}
         assert tuple(spec["presets"]) == tuple(presets), env_id
@@ -165,14 +165,14 @@ def test_coverage_catches_drift() -> None:
 
 
 def test_lm_versions_build_their_documented_defaults() -> None:
-    """v0 keeps its published defaults; v1 has the procedural stream, lr 1e-4 at small only, the cosine reward."""
+    """v0 keeps its published defaults; v1 has the procedural stream, lr 1e-4 at small only, the preconditioned reward."""
     from vpt_gym.envs.lm import LM_PRESETS
     from vpt_gym.lm.corpus import PROCEDURAL_SOURCE
 
     v0 = gym.make("vpt/LM-SoftTargets-v0", size="tiny", device="cpu").unwrapped
     v1 = gym.make("vpt/LM-SoftTargets-v1", size="tiny", device="cpu").unwrapped
     assert v0.data_sources["math"].startswith("gsm8k:") and v0.value_estimator.name == "alignment"
-    assert v1.data_sources["math"] == PROCEDURAL_SOURCE and v1.value_estimator.name == "cosine"
+    assert v1.data_sources["math"] == PROCEDURAL_SOURCE and v1.value_estimator.name == "preconditioned"
     assert v0.learner.lr == v1.learner.lr == LM_PRESETS["tiny"].lr  # the tiny preset keeps its lr in v1
     explicit = gym.make("vpt/LM-SoftTargets-v1", size="tiny", device="cpu", math_stream="gsm8k", reward="alignment",
                         lr=3e-4).unwrapped

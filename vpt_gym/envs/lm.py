@@ -193,10 +193,11 @@ class LMVersion:
 
 LM_VERSIONS: dict[int, LMVersion] = {
     0: LMVersion(math_stream="gsm8k", lr={}, reward="alignment"),
-    1: LMVersion(math_stream="procedural", lr={"small": 1e-4}, reward="cosine"),
+    1: LMVersion(math_stream="procedural", lr={"small": 1e-4}, reward="preconditioned"),
 }
 """Defaults of each registered version of the LM-SoftTargets ids: v0 (GSM8K train solutions in the stream, lr
-1e-3 at small, reward ``alignment``) and v1 (the procedural math stream, lr 1e-4 at small, reward ``cosine``).
+1e-3 at small, reward ``alignment``) and v1 (the procedural math stream, lr 1e-4 at small, reward
+``preconditioned``).
 README "Reward validity" holds the measurements behind v1."""
 
 
@@ -332,9 +333,10 @@ _LM_CARD = """
         ``alignment`` (v0's default): eta * g_down,S . g_pre,S, S = the last two transformer blocks
         (``alignment="last2"``), g_down the gradient of the GSM8K solution NLL (question tokens masked) on a
         feedback batch from the feedback split (1,024 GSM8K train problems), refreshed every
-        ``feedback_period`` decisions. ``cosine`` (v1's default): cos(g_down,S, g_pre,S), the same gradients
-        without their norms; under AdamW, whose step length hardly depends on |g_pre|, it ranks the tasks by
-        their realized held-out drop best (README "Reward validity"). Also ``value_gain``, ``metric_gain`` (Pass@1 on the probe
+        ``feedback_period`` decisions. ``preconditioned`` (v1's default): eta sum_S g_down * g / (sqrt(v_hat)
+        + eps), the first-order value of the AdamW step (v2 App. B.4); under AdamW the step is not eta g_pre,
+        and this value ranks the tasks by their realized held-out drop far better than ``alignment`` (README
+        "Reward validity"). Also ``cosine``, ``value_gain``, ``metric_gain`` (Pass@1 on the probe
         batch: greedy decoding every update), ``advantage`` and ``preconditioned`` (eta sum_S g_down * g /
         (sqrt(v_hat) + eps), the first-order value of the AdamW step, v2 App. B.4). Source: V-Pretraining v2
         Eq. 8-9, 28.
@@ -357,7 +359,7 @@ _LM_CARD = """
             reasoning-gym ``gsm_symbolic`` default).
         budget: learner updates per episode (default: the preset's).
         reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage`` | ``preconditioned``
-            (default: v0 ``alignment``, v1 ``cosine``).
+            (default: v0 ``alignment``, v1 ``preconditioned``).
         updates_per_decision, feedback_period: see :class:`~vpt_gym.budget.Budget` (defaults 1 and 8).
         device: ``"auto"`` (CUDA when available) | ``"cpu"`` | ``"cuda"``; dtype: ``"float32"`` | ``"bfloat16"``.
         alignment: subset S (default ``"last2"``, the last two transformer blocks; ``"lastN"``; ``"all"``).
@@ -387,10 +389,10 @@ _LM_CARD = """
     Version History:
         v0: initial release: the math rows are GSM8K train's unlabeled solutions (``math_stream="gsm8k"``),
             small's lr 1e-3.
-        v1: the math rows are procedural reasoning-gym problems, none GSM8K-derived (``math_stream=
-            "procedural"``, as the paper's stream, v2 App. F.2), small's lr is 1e-4 (the paper continues
-            pretraining at a small lr; tiny and paper keep theirs) and the default reward is ``cosine``. Chosen
-            from README "Reward validity".
+        v1: the math rows are procedural reasoning-gym problems, none GSM8K-derived
+            (``math_stream="procedural"``, as the paper's stream, v2 App. F.2), small's lr is 1e-4 (the paper
+            continues pretraining at a small lr; tiny and paper keep theirs) and the default reward is
+            ``preconditioned``. Chosen from README "Reward validity".
             Published v0 rows replay under v0.
 """
 
