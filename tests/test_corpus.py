@@ -185,3 +185,47 @@ def test_tokenizer_bad_vocab_size(tmp_path: Path, vocab_size: object) -> None:
 def test_tokenizer_empty_texts(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="texts"):
         build_tokenizer([], vocab_size=300, cache_dir=tmp_path)
+
+
+def test_procedural_math_texts_known_answers_and_layout() -> None:
+    """chain_sum answers re-computed from the question text; round-robin layout; seeded determinism."""
+    import re
+
+    from vpt_gym.lm.corpus import PROCEDURAL_GENERATORS, procedural_math_texts
+
+    texts = procedural_math_texts(3, 45)
+    assert len(texts) == 45 and texts == procedural_math_texts(3, 45)
+    assert texts != procedural_math_texts(4, 45)
+    assert all(t.startswith("Question: ") and "\nAnswer: #### " in t for t in texts)
+    chain = PROCEDURAL_GENERATORS.index("chain_sum")
+    checked = 0
+    for text in texts[chain :: len(PROCEDURAL_GENERATORS)]:  # generator g holds texts g, g + G, g + 2G, ...
+        expression = re.search(r"problem: (.*) =\nAnswer", text).group(1)
+        assert re.fullmatch(r"-?\d+( [-+] \d+)*", expression), text
+        total, sign = 0, 1
+        for token in expression.split():
+            if token in "+-":
+                sign = 1 if token == "+" else -1
+            else:
+                total, sign = total + sign * int(token), 1
+        assert text.endswith(f"#### {total}"), (text, total)
+        checked += 1
+    assert checked == 5  # 45 texts over 10 generators: the first 5 generators get 5 each, chain_sum included
+    equations = texts[PROCEDURAL_GENERATORS.index("simple_equations") :: len(PROCEDURAL_GENERATORS)]
+    for text in equations:  # "<variable> ...: <lhs> = <rhs>" with the answer substituted satisfies the equation
+        lhs, rhs = re.search(r": ([^:]*) = (-?\d+)\n", text).groups()
+        variable = re.search(r"[a-z]", lhs).group(0)
+        value = int(text.rsplit("#### ", 1)[1])
+        assert eval(lhs.replace(variable, f"({value})"), {}) == int(rhs), text  # noqa: S307 - generated arithmetic
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(seed=-1, size=3), "seed must be"), (dict(seed=0, size=0), "size must be"),
+    (dict(seed=0, size=3, generators=("not_a_generator",)), "not_a_generator"),
+    (dict(seed=0, size=3, generators=()), "non-empty"),
+])
+def test_procedural_math_texts_bad_input(kwargs: dict, message: str) -> None:
+    from vpt_gym.lm.corpus import procedural_math_texts
+
+    with pytest.raises(ValueError, match=message):
+        procedural_math_texts(**kwargs)

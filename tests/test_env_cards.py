@@ -152,7 +152,8 @@ def test_registry_fields_are_valid() -> None:
 
     for env_id, spec in ENV_IDS.items():
         assert spec["rewards"] and set(spec["rewards"]) <= set(VALUE_ESTIMATORS), env_id
-        assert spec["rewards"][0] == "alignment", f"{env_id}: the default reward comes first"
+        default = "preconditioned" if env_id.startswith("vpt/LM-SoftTargets") and env_id.endswith("-v1") else "alignment"
+        assert spec["rewards"][0] == default, f"{env_id}: the default reward comes first"
         presets = VISION_PRESETS if env_id.startswith("vpt/SSL-") else LM_PRESETS if "/LM-" in env_id else {}
         assert tuple(spec["presets"]) == tuple(presets), env_id
         cost = spec["cpu_step_ms"]
@@ -252,3 +253,20 @@ def test_coverage_catches_drift() -> None:
         "batch.other: not in the card", "index 3: card says batch.phase, env returns batch.other"]
     assert _coverage(good + ("batch.new",), section, 2) == ["batch.new: not in the card",
                                                             "indices [4] are in no table row"]
+
+
+def test_lm_versions_build_their_documented_defaults() -> None:
+    """v0 keeps its published defaults; v1 has the procedural stream, lr 1e-4 at small only, the preconditioned reward."""
+    from vpt_gym.envs.lm import LM_PRESETS
+    from vpt_gym.lm.corpus import PROCEDURAL_SOURCE
+
+    v0 = gym.make("vpt/LM-SoftTargets-v0", size="tiny", device="cpu").unwrapped
+    v1 = gym.make("vpt/LM-SoftTargets-v1", size="tiny", device="cpu").unwrapped
+    assert v0.data_sources["math"].startswith("gsm8k:") and v0.value_estimator.name == "alignment"
+    assert v1.data_sources["math"] == PROCEDURAL_SOURCE and v1.value_estimator.name == "preconditioned"
+    assert v0.learner.lr == v1.learner.lr == LM_PRESETS["tiny"].lr  # the tiny preset keeps its lr in v1
+    explicit = gym.make("vpt/LM-SoftTargets-v1", size="tiny", device="cpu", math_stream="gsm8k", reward="alignment",
+                        lr=3e-4).unwrapped
+    assert explicit.data_sources["math"] == v0.data_sources["math"] and explicit.learner.lr == 3e-4
+    with pytest.raises(ValueError, match=r"math_stream='web' is not accepted.*procedural"):
+        gym.make("vpt/LM-SoftTargets-v1", size="tiny", math_stream="web")

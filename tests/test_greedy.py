@@ -96,3 +96,36 @@ def test_lookahead_needs_a_running_episode_and_valid_actions():
         env.unwrapped.lookahead_values([0, 99])
     with pytest.raises(ValueError, match="grid_points"):
         GreedyDesigner(env, grid_points=1)
+
+
+def test_cosine_lookahead_matches_the_hand_computation_and_the_reward():
+    """value="cosine": cos(g_down, g_pre(task)) from each task's gradient, = the cosine reward of the task taken."""
+    env = gym.make("vpt/Toy-Alignment-v0", budget=16, reward="cosine")
+    base = env.unwrapped
+    env.reset(seed=5)
+    env.step(1)
+    theta, g_down = base.learner.module.theta.detach().clone(), base.g_down[0]
+    values = base.lookahead_values()  # the env's reward is cosine: the look-ahead follows it
+    for a, task in enumerate(base.task_space.tasks):
+        g_pre = theta - base.task_space.samples(base._batch, task).mean(dim=0)
+        expected = float(g_down @ g_pre) / float(torch.linalg.vector_norm(g_down) * torch.linalg.vector_norm(g_pre))
+        assert values[a] == pytest.approx(expected, rel=1e-9)
+    best = int(np.argmax(values))
+    _, reward, _, _, info = env.step(best)
+    assert reward == pytest.approx(values[best], rel=1e-9)
+
+
+def test_cosine_lookahead_on_the_lm_env_is_the_cosine_reward_of_each_task():
+    """On the LM menu the cosine look-ahead takes one backward per task; each value is the reward that task
+    gets when it is taken from the same state (the branch restores the env)."""
+    env = gym.make("vpt/LM-SoftTargets-v1", size="tiny", budget=4, eval_items=1, max_new_tokens=4, reward="cosine",
+                   device="cpu")
+    base = env.unwrapped
+    env.reset(seed=3)
+    env.step(2)
+    before = base.ledger.lookahead_backward
+    values = base.lookahead_values()
+    assert base.ledger.lookahead_backward == before + base.action_space.n
+    _, branches = base.counterfactual(list(range(base.action_space.n)), measure=lambda learner: 0.0)
+    realized = [b.outcome.stats.cosine for b in branches]
+    np.testing.assert_allclose(values, realized, rtol=1e-5, atol=1e-7)

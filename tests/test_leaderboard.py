@@ -142,3 +142,17 @@ def test_refuses_to_rank_rows_run_on_different_feedback_data() -> None:
     other["feedback_source"], other["seed"] = "gsm8k:/elsewhere", 99
     with pytest.raises(ValueError, match="refusing to rank rows run on different feedback data"):
         boards(rows + [other], reps=FAST)
+
+
+def test_compute_per_update_in_learner_step_equivalents() -> None:
+    """Hand-worked: a forward is 1/3 of a learner step, a backward 2/3; data fields do not count."""
+    from vpt_gym.benchmark.leaderboard import step_equivalents
+
+    ledger = {"learner_updates": 200, "learner_forward": 200, "learner_backward": 200, "feedback_forward": 25,
+              "feedback_backward": 25, "lookahead_backward": 200, "examples": 1600, "tokens": 204800}
+    assert step_equivalents(ledger) == pytest.approx(200 + 25 + 200 * 2 / 3, rel=1e-12)
+    by_name = {d.designer: d for d in boards(_rows(), reps=FAST)[0].designers}
+    # greedy on the toy: the env's own passes as fixed, plus one look-ahead backward per task (5) per update
+    assert by_name["greedy"].step_equivalents_per_update - by_name["fixed"].step_equivalents_per_update == \
+        pytest.approx(5 * 2 / 3, rel=1e-9)
+    assert by_name["fixed"].step_equivalents_per_update >= 1.0  # at least the learner's own step

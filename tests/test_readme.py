@@ -240,7 +240,7 @@ def test_readme_covers_the_guide() -> None:
                         "License"]
     default = [b for b in RUNNABLE if b.marker is None]
     joined = "\n".join(b.code for b in default)
-    for needle in ("vpt-gym run vpt/LM-SoftTargets-v0 --size tiny", "PPO(", "vpt-gym train vpt/Toy-Alignment-v0",
+    for needle in ("vpt-gym run vpt/LM-SoftTargets-v1 --size tiny", "PPO(", "vpt-gym train vpt/Toy-Alignment-v0",
                    "--designer my_designer.py:EpsilonGreedy", "vpt-gym bench benchmarks/suites/tiny.toml",
                    "--designers fixed random", "vpt-gym leaderboard", "vpt-gym validate", "gym.make_vec"):
         assert needle in joined, f"no default-run README block contains {needle!r}"

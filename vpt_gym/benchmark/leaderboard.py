@@ -26,6 +26,21 @@ BOOTSTRAP_REPS = 2000
 """Bootstrap resamples per interval (rliable's stratified bootstrap, fixed ``RandomState(0)``)."""
 EXTRA_FIELDS = ("lookahead_forward", "lookahead_backward", "designer_forward", "designer_backward")
 """Ledger fields a designer spends beyond the env's own passes (flagged on the leaderboard)."""
+PASS_WEIGHTS = {f"{part}_{kind}": weight for part in ("learner", "feedback", "lookahead", "designer")
+                for kind, weight in (("forward", 1 / 3), ("backward", 2 / 3))}
+"""Learner-step equivalents of one ledger pass: a learner step is one forward and one backward, and a
+backward costs about twice a forward (the usual FLOP count), so a forward is 1/3 of a step and a backward
+2/3. Passes are counted whatever their batch, so this is a pass count, not a FLOP measurement; the median
+wall-clock and CPU seconds beside it are the measured cost."""
+
+
+def step_equivalents(ledger: dict[str, Any]) -> float:
+    """Every pass of an episode's ledger in learner-step equivalents (:data:`PASS_WEIGHTS`).
+
+    Example: 200 updates (200 learner forwards and backwards) plus 25 g_down refreshes (25 feedback forwards
+    and backwards) and 200 look-ahead backwards give 200 + 25 + 200 * 2/3 = 358.3 learner steps.
+    """
+    return float(sum(weight * int(ledger.get(field, 0)) for field, weight in PASS_WEIGHTS.items()))
 
 
 def _rliable():
@@ -62,7 +77,8 @@ class DesignerStats:
     """One designer on one env (metric in its own unit; ``improvement`` > 0 means better than the baseline).
 
     ``ci`` fields are (low, high) of the 95% stratified-bootstrap interval; ``None`` where undefined (the
-    baseline itself, or fewer than two shared seeds).
+    baseline itself, or fewer than two shared seeds). ``step_equivalents_per_update``: every ledger pass in
+    learner steps (:func:`step_equivalents`) per learner update, over all the designer's episodes.
     """
 
     designer: str
@@ -80,6 +96,7 @@ class DesignerStats:
     wall_clock_s: float
     cpu_s: float = float("nan")
     build_s: float = float("nan")
+    step_equivalents_per_update: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -223,6 +240,7 @@ def env_board(env_id: str, per_designer: dict[str, list[dict]], *, reps: int = B
             improvement_ci=improvement_ci.get(label), prob_improvement=poi.get(label),
             prob_improvement_ci=poi_ci.get(label),
             extra_passes_per_update=extra / max(updates, 1),
+            step_equivalents_per_update=sum(step_equivalents(r["ledger"]) for r in rows) / max(updates, 1),
             learner_updates=budget, diverged=sum(bool(r.get("diverged")) for r in rows),
             wall_clock_s=_median(rows, "wall_clock_s"), cpu_s=_median(rows, "cpu_s"),
             build_s=_max(rows, "build_s")))
@@ -281,8 +299,10 @@ def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[
         f"rliable). **Δ vs {BASELINE}**: IQM of the paired per-seed difference to the fixed-task baseline "
         f"(standard pretraining), signed so that > 0 is better. **P(>{BASELINE})**: probability of improvement "
         f"over the baseline. **Extra passes**: designer look-ahead and designer-network passes per learner "
-        f"update (0 = no compute beyond the env's own). **Wall-clock** and **CPU s**: medians per episode, "
-        f"without building the env (CPU seconds are not inflated by other processes on shared cores); the "
+        f"update (0 = no compute beyond the env's own). **Compute / update**: every pass of the ledger (learner, "
+        f"feedback, look-ahead, designer) in learner-step equivalents per learner update (a forward 1/3 of a "
+        f"step, a backward 2/3): the compute-matched view of the same budget. **Wall-clock** and **CPU s**: "
+        f"medians per episode, without building the env (CPU seconds are not inflated by other processes on shared cores); the "
         f"one-time builds (base checkpoint, tokenizer, data: the first episode of each worker process) are "
         f"reported below each table.",
         "",
@@ -296,14 +316,14 @@ def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[
                   f"Feedback data: {board.data}.",
                   "",
                   f"| rank | designer | IQM {board.metric} [95% CI] | Δ vs {BASELINE} [95% CI] | "
-                  f"P(>{BASELINE}) [95% CI] | extra passes / update | seeds | diverged | median wall-clock s | "
-                  f"median CPU s |",
-                  "|---:|---|---|---|---|---:|---:|---:|---:|---:|"]
+                  f"P(>{BASELINE}) [95% CI] | extra passes / update | compute / update | seeds | diverged | "
+                  f"median wall-clock s | median CPU s |",
+                  "|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for rank, d in enumerate(board.designers, start=1):
             lines.append(
                 f"| {rank} | {d.designer} | {_fmt_ci(d.iqm, d.iqm_ci)} | {_fmt_ci(d.improvement, d.improvement_ci)} | "
                 f"{_fmt_ci(d.prob_improvement, d.prob_improvement_ci, 2)} | {d.extra_passes_per_update:.2f} | "
-                f"{len(d.seeds)} | {d.diverged} | {d.wall_clock_s:.1f} | {_fmt_s(d.cpu_s)} |")
+                f"{d.step_equivalents_per_update:.2f} | {len(d.seeds)} | {d.diverged} | {d.wall_clock_s:.1f} | {_fmt_s(d.cpu_s)} |")
         lines.append("")
         builds = [d.build_s for d in board.designers if math.isfinite(d.build_s)]
         if builds:

@@ -17,6 +17,8 @@ import gymnasium
 
 REWARD_MODES: tuple[str, ...] = ("alignment", "cosine", "value_gain", "metric_gain", "advantage", "preconditioned")
 """The ``reward=`` names every env accepts (default first); :data:`vpt_gym.value.VALUE_ESTIMATORS` holds them."""
+PRECONDITIONED_FIRST: tuple[str, ...] = ("preconditioned",) + tuple(m for m in REWARD_MODES if m != "preconditioned")
+""":data:`REWARD_MODES` with ``preconditioned`` (the default of the ``-v1`` LM-SoftTargets ids) first."""
 SIZE_PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
 """The ``size=`` presets of the LM and vision envs (the toy env has none)."""
 
@@ -49,6 +51,28 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "tasks": "Box([-1,1]^2) -> self top-64 distillation gate alpha in [0, 0.5], temperature in [0.25, 4]",
         "reward": "alignment with GSM8K solution-NLL feedback",
         "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 180},
+        "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
+        "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
+        "reads_data": True,
+        "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
+    },
+    "vpt/LM-SoftTargets-v1": {
+        "entry_point": "vpt_gym.envs.lm:make_soft_targets_env_v1",
+        "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
+        "tasks": "Discrete(7): one_hot (standard) | uniform top-64 smoothing | self top-64 distillation, alpha in {0.1, 0.25, 0.5}",
+        "reward": "preconditioned (AdamW-aware) value with GSM8K solution-NLL feedback; procedural math + prose stream (no GSM8K text)",
+        "presets": SIZE_PRESETS, "rewards": PRECONDITIONED_FIRST, "cpu_step_ms": {"tiny": 17, "small": 160},
+        "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
+        "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
+        "reads_data": True,
+        "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
+    },
+    "vpt/LM-SoftTargetsContinuous-v1": {
+        "entry_point": "vpt_gym.envs.lm:make_soft_targets_continuous_env_v1",
+        "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
+        "tasks": "Box([-1,1]^2) -> self top-64 distillation gate alpha in [0, 0.5], temperature in [0.25, 4]",
+        "reward": "preconditioned (AdamW-aware) value with GSM8K solution-NLL feedback; procedural math + prose stream (no GSM8K text)",
+        "presets": SIZE_PRESETS, "rewards": PRECONDITIONED_FIRST, "cpu_step_ms": {"tiny": 17, "small": 180},
         "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
         "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
         "reads_data": True,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -21,10 +21,12 @@ from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.lm.corpus import (
     EOS_TOKEN,
+    PROCEDURAL_SOURCE,
     build_tokenizer,
     load_general_text,
     load_math_corpus,
     problem_texts,
+    procedural_math_texts,
     resolve_data_dir,
 )
 from vpt_gym.lm.feedback import GSM8KFeedback
@@ -87,8 +89,17 @@ LM_PRESETS: dict[str, LMPreset] = {
 """Size presets: ``tiny`` (tests), ``small`` (CPU benchmarks), ``paper`` (GPU, real checkpoint)."""
 
 
+MATH_STREAMS: tuple[str, ...] = ("gsm8k", "procedural")
+"""The ``math_stream=`` choices: the unlabeled GSM8K train problems (v0), or
+:func:`~vpt_gym.lm.corpus.procedural_math_texts` (no GSM8K-derived text, as the paper's stream, v2 App. F.2)."""
+
+PROCEDURAL_MATH_SIZE = 6000
+"""Texts in the procedural math stream (about GSM8K train's unlabeled part, 6,449)."""
+
+
 @functools.lru_cache(maxsize=4)
-def lm_resources(size: str, data_dir: Path | None, cache: Path, feedback_size: int, split_seed: int):
+def lm_resources(size: str, data_dir: Path | None, cache: Path, feedback_size: int, split_seed: int,
+                 math_stream: str = "gsm8k"):
     """The shared parts of the LM envs' ``tiny``/``small`` presets, built once per process (treat as read-only).
 
     Args:
@@ -96,16 +107,18 @@ def lm_resources(size: str, data_dir: Path | None, cache: Path, feedback_size: i
         data_dir: the data folder (``gsm8k/``, ``tinyshakespeare/``) or ``None`` for the hub/embedded default.
         cache: folder of the cached tokenizer and base checkpoint (built there when missing).
         feedback_size / split_seed: the GSM8K train feedback split (see :func:`load_math_corpus`).
+        math_stream: a name in :data:`MATH_STREAMS`: the math pretraining text is GSM8K train's unlabeled
+            part (``"gsm8k"``) or :data:`PROCEDURAL_MATH_SIZE` procedural problems seeded by ``split_seed``.
 
     Returns:
-        ``(corpus, general_source, tokenizer, domains, state)``: the math corpus splits, the general text's
-        source, the byte-level BPE tokenizer, the tokenized ``{"math", "general"}`` streams and the base
-        checkpoint's state dict (theta_0).
+        ``(corpus, general_source, tokenizer, domains, state, math_source)``: the math corpus splits, the
+        general text's source, the byte-level BPE tokenizer (trained on the general and math pretraining text), the tokenized ``{"math", "general"}`` streams and the base
+        checkpoint's state dict (theta_0) and the math stream's source.
     """
     preset = LM_PRESETS[size]
     corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
     general, general_source = load_general_text(data_dir)
-    math_texts = problem_texts(corpus.unlabeled)
+    math_texts, math_source = _math_stream_texts(math_stream, corpus, split_seed)
     general_chunks = _chunks(general)
     assert preset.base is not None
     tokenizer = build_tokenizer(general_chunks + math_texts, vocab_size=preset.base.vocab_size, cache_dir=cache)
@@ -113,7 +126,14 @@ def lm_resources(size: str, data_dir: Path | None, cache: Path, feedback_size: i
     domains = {"math": tokenize_text(tokenizer, math_texts, eos), "general": tokenize_text(tokenizer, general_chunks, eos)}
     base = load_or_pretrain_base(preset.base, tokenizer.to_str(), domains["general"], cache)
     state = {k: v.detach().clone() for k, v in base.state_dict().items()}
-    return corpus, general_source, tokenizer, domains, state
+    return corpus, general_source, tokenizer, domains, state, math_source
+
+
+def _math_stream_texts(math_stream: str, corpus, split_seed: int) -> tuple[list[str], str]:
+    """The math pretraining texts of ``math_stream`` and their source name."""
+    if math_stream == "procedural":
+        return procedural_math_texts(split_seed, PROCEDURAL_MATH_SIZE), PROCEDURAL_SOURCE
+    return problem_texts(corpus.unlabeled), corpus.source
 
 
 def _check_choice(name: str, value: Any, accepted) -> None:
@@ -156,13 +176,40 @@ def check_lm_options(*, size: str, budget: int | None, updates_per_decision: int
     return preset, budget_obj, dev, chosen_dtype
 
 
+@dataclass(frozen=True, kw_only=True)
+class LMVersion:
+    """What an LM-SoftTargets env version fixes on top of the size presets (see the cards' Version History).
+
+    Attributes:
+        math_stream: the default ``math_stream`` (a name in :data:`MATH_STREAMS`).
+        lr: size -> default AdamW learning rate where it differs from :data:`LM_PRESETS`.
+        reward: the default ``reward`` (a name in :data:`vpt_gym.envs.REWARD_MODES`).
+    """
+
+    math_stream: str
+    lr: Mapping[str, float]
+    reward: str
+
+
+LM_VERSIONS: dict[int, LMVersion] = {
+    0: LMVersion(math_stream="gsm8k", lr={}, reward="alignment"),
+    1: LMVersion(math_stream="procedural", lr={"small": 1e-4}, reward="preconditioned"),
+}
+"""Defaults of each registered version of the LM-SoftTargets ids: v0 (GSM8K train solutions in the stream, lr
+1e-3 at small, reward ``alignment``) and v1 (the procedural math stream, lr 1e-4 at small, reward
+``preconditioned``).
+README "Reward validity" holds the measurements behind v1."""
+
+
 def _make_lm_env(
+    version: int,
+    /,
     *,
     continuous: bool,
     size: str = "tiny",
     data: str | Path | None = None,
     budget: int | None = None,
-    reward: str = "alignment",
+    reward: str | None = None,
     updates_per_decision: int = 1,
     feedback_period: int = 8,
     device: str = "auto",
@@ -170,6 +217,7 @@ def _make_lm_env(
     alignment: str | int = "last2",
     lr: float | None = None,
     math_fraction: float = 0.5,
+    math_stream: str | None = None,
     feedback_size: int = 1024,
     split_seed: int = 0,
     eval_items: int | None = None,
@@ -186,6 +234,13 @@ def _make_lm_env(
     check_feedback_momentum(feedback_momentum)
     if not 0.0 <= math_fraction <= 1.0:
         raise ValueError(f"math_fraction must be in [0, 1], got {math_fraction}")
+    defaults = LM_VERSIONS[version]
+    math_stream = defaults.math_stream if math_stream is None else math_stream
+    _check_choice("math_stream", math_stream, MATH_STREAMS)
+    if lr is None:
+        lr = defaults.lr.get(size)
+    if reward is None:
+        reward = defaults.reward
     preset, budget_obj, dev, chosen_dtype = check_lm_options(
         size=size, budget=budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period,
         reward=reward, lr=lr, model=model, device=device, dtype=dtype,
@@ -203,15 +258,15 @@ def _make_lm_env(
     data_dir = resolve_data_dir(data)
     folder = cache_dir(cache)
     if preset.base is None:
-        net, tokenizer, eos, corpus, general_source, domains = _load_pretrained(model, data_dir, feedback_size,
-                                                                                split_seed, chosen_dtype)
+        net, tokenizer, eos, corpus, general_source, domains, math_source = _load_pretrained(
+            model, data_dir, feedback_size, split_seed, chosen_dtype, math_stream)
         context = min(int(getattr(net.config, "max_position_embeddings", 0) or getattr(net.config, "n_positions")),
                       2048)
     else:
         from vpt_gym.lm.model import build_gpt2
 
-        corpus, general_source, tokenizer, domains, state = lm_resources(size, data_dir, folder, feedback_size,
-                                                                       split_seed)
+        corpus, general_source, tokenizer, domains, state, math_source = lm_resources(
+            size, data_dir, folder, feedback_size, split_seed, math_stream)
         net = build_gpt2(preset.base)
         net.load_state_dict(state)
         eos, context = None, preset.base.context_length
@@ -227,11 +282,12 @@ def _make_lm_env(
     )
     env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
                         reward=reward, feedback_momentum=feedback_momentum)
-    env.data_sources = {"math": corpus.source, "general": general_source}
+    env.data_sources = {"math": math_source, "general": general_source, "feedback": corpus.source}
     return env
 
 
-def _load_pretrained(model: str, data_dir: Path | None, feedback_size: int, split_seed: int, dtype: str):
+def _load_pretrained(model: str, data_dir: Path | None, feedback_size: int, split_seed: int, dtype: str,
+                     math_stream: str = "gsm8k"):
     """The ``paper`` preset's parts: ``AutoModelForCausalLM.from_pretrained(model)``, its tokenizer and eos id,
     the math corpus and the token streams tokenized with that tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -244,9 +300,10 @@ def _load_pretrained(model: str, data_dir: Path | None, feedback_size: int, spli
     net = AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32)
     corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
     general, general_source = load_general_text(data_dir)
-    domains = {"math": tokenize_text(tokenizer, problem_texts(corpus.unlabeled), eos),
+    math_texts, math_source = _math_stream_texts(math_stream, corpus, split_seed)
+    domains = {"math": tokenize_text(tokenizer, math_texts, eos),
                "general": tokenize_text(tokenizer, _chunks(general), eos)}
-    return net, tokenizer, eos, corpus, general_source, domains
+    return net, tokenizer, eos, corpus, general_source, domains, math_source
 
 
 def _chunks(text: str, size: int = 2000) -> list[str]:
@@ -264,7 +321,7 @@ _LM_CARD = """
         $BASE_ROWS
         | 6..5+K | ``last_value[<task>]`` | eta g_down.g_pre at the task's last update (0 before) | [-1e6, 1e6] | nats |
         | 6+K..5+2K | ``frequency[<task>]`` | fraction of the updates so far that used each task | [0, 1] | - |
-        | 6+2K | ``batch.fraction_math`` | fraction of the next batch's rows that are GSM8K text | [0, 1] | - |
+        | 6+2K | ``batch.fraction_math`` | fraction of the next batch's rows that are math text (v0: GSM8K solutions; v1: procedural problems) | [0, 1] | - |
         | 7+2K | ``batch.fraction_general`` | fraction of rows that are general prose | [0, 1] | - |
         | 8+2K | ``batch.loss`` | the learner's one-hot next-token loss on the next batch | [0, 1e3] | nats/token |
         | 9+2K | ``batch.entropy`` | the learner's mean predictive entropy on the next batch | [0, ln V] | nats |
@@ -273,10 +330,13 @@ _LM_CARD = """
         update, run before the observation is returned.
 
     Reward:
-        ``alignment`` (default): eta * g_down,S . g_pre,S, S = the last two transformer blocks
+        ``alignment`` (v0's default): eta * g_down,S . g_pre,S, S = the last two transformer blocks
         (``alignment="last2"``), g_down the gradient of the GSM8K solution NLL (question tokens masked) on a
         feedback batch from the feedback split (1,024 GSM8K train problems), refreshed every
-        ``feedback_period`` decisions. Also ``cosine``, ``value_gain``, ``metric_gain`` (Pass@1 on the probe
+        ``feedback_period`` decisions. ``preconditioned`` (v1's default): eta sum_S g_down * g / (sqrt(v_hat)
+        + eps), the first-order value of the AdamW step (v2 App. B.4); under AdamW the step is not eta g_pre,
+        and this value ranks the tasks by their realized held-out drop far better than ``alignment`` (README
+        "Reward validity"). Also ``cosine``, ``value_gain``, ``metric_gain`` (Pass@1 on the probe
         batch: greedy decoding every update), ``advantage`` and ``preconditioned`` (eta sum_S g_down * g /
         (sqrt(v_hat) + eps), the first-order value of the AdamW step, v2 App. B.4). Source: V-Pretraining v2
         Eq. 8-9, 28.
@@ -298,12 +358,16 @@ _LM_CARD = """
             ``$VPT_GYM_DATA``; else the hub when online with the ``hub`` extra, else the embedded
             reasoning-gym ``gsm_symbolic`` default).
         budget: learner updates per episode (default: the preset's).
-        reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage`` | ``preconditioned``.
+        reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage`` | ``preconditioned``
+            (default: v0 ``alignment``, v1 ``preconditioned``).
         updates_per_decision, feedback_period: see :class:`~vpt_gym.budget.Budget` (defaults 1 and 8).
         device: ``"auto"`` (CUDA when available) | ``"cpu"`` | ``"cuda"``; dtype: ``"float32"`` | ``"bfloat16"``.
         alignment: subset S (default ``"last2"``, the last two transformer blocks; ``"lastN"``; ``"all"``).
-        lr: AdamW learning rate (default: the preset's).
         math_fraction: probability that a pretraining row is math text (else general prose), in [0, 1].
+        math_stream: the math pretraining text: ``"gsm8k"`` (GSM8K train's unlabeled part; v0's default) or
+            ``"procedural"`` (v1's default: 6,000 reasoning-gym arithmetic and short word problems, none
+            GSM8K-derived, as the paper's stream, v2 App. F.2).
+        lr: AdamW learning rate (default: the preset's; v1 small: 1e-4).
         feedback_size: GSM8K train examples in the feedback split (default 1,024, the paper's).
         split_seed: seed of the feedback/unlabeled split of GSM8K train (fixed across episodes).
         eval_items, max_new_tokens: GSM8K test items and decoding length of the end-of-episode eval.
@@ -323,7 +387,13 @@ _LM_CARD = """
         FileNotFoundError: ``data`` names a missing folder or file.
 
     Version History:
-        v0: initial release.
+        v0: initial release: the math rows are GSM8K train's unlabeled solutions (``math_stream="gsm8k"``),
+            small's lr 1e-3.
+        v1: the math rows are procedural reasoning-gym problems, none GSM8K-derived
+            (``math_stream="procedural"``, as the paper's stream, v2 App. F.2), small's lr is 1e-4 (the paper
+            continues pretraining at a small lr; tiny and paper keep theirs) and the default reward is
+            ``preconditioned``. Chosen from README "Reward validity".
+            Published v0 rows replay under v0.
 """
 
 
@@ -342,7 +412,7 @@ def make_soft_targets_env(**kwargs: Any) -> TaskDesignEnv:
         1-3 ``uniform_top64_a{0.1,0.25,0.5}`` (uniform top-K smoothing); 4-6 ``self_top64_a{0.1,0.25,0.5}_t1``
         (self top-K distillation at temperature 1).
     """
-    return _make_lm_env(continuous=False, **kwargs)
+    return _make_lm_env(0, continuous=False, **kwargs)
 
 
 def make_soft_targets_continuous_env(**kwargs: Any) -> TaskDesignEnv:
@@ -356,8 +426,42 @@ def make_soft_targets_continuous_env(**kwargs: Any) -> TaskDesignEnv:
         ``Box(-1, 1, (2,), float32)``: alpha = alpha_max * (a0 + 1) / 2 in [0, 0.5]; tau = 0.25 * 16 **
         ((a1 + 1) / 2) in [0.25, 4]; the standard action [-1, 0] is one-hot prediction (alpha = 0).
     """
-    return _make_lm_env(continuous=True, **kwargs)
+    return _make_lm_env(0, continuous=True, **kwargs)
 
 
-for _factory in (make_soft_targets_env, make_soft_targets_continuous_env):
+def make_soft_targets_env_v1(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/LM-SoftTargets-v1``: the menu of ``vpt/LM-SoftTargets-v0`` on v1's stream and lr.
+
+    Description:
+        Continued pretraining of a causal LM (``transformers``; a GPT-2 configuration built and pretrained
+        here for ``tiny``/``small``, any ``AutoModelForCausalLM`` for ``paper``) on a stream mixing
+        procedural math problems (reasoning-gym arithmetic and short word problems, none derived from GSM8K)
+        and general prose; the designer picks, each decision, how the next update's next-token targets are
+        built, steered by GSM8K feedback. The learner never sees GSM8K text. Source: V-Pretraining (arXiv
+        2601.22108) v2 §2, Eq. 14-15; the stream as in v2 App. F.2.
+
+    Action Space:
+        ``Discrete(7)``: 0 ``one_hot`` (standard next-token prediction, the matched-budget baseline);
+        1-3 ``uniform_top64_a{0.1,0.25,0.5}`` (uniform top-K smoothing); 4-6 ``self_top64_a{0.1,0.25,0.5}_t1``
+        (self top-K distillation at temperature 1).
+    """
+    return _make_lm_env(1, continuous=False, **kwargs)
+
+
+def make_soft_targets_continuous_env_v1(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/LM-SoftTargetsContinuous-v1``: ``Box([-1, 1]^2)`` -> self top-K distillation (alpha, tau).
+
+    Description:
+        The learner, data and feedback of ``vpt/LM-SoftTargets-v1``; the action sets the gate and the
+        temperature of self top-K distillation continuously. Source: V-Pretraining v2 §2, Eq. 14-15.
+
+    Action Space:
+        ``Box(-1, 1, (2,), float32)``: alpha = alpha_max * (a0 + 1) / 2 in [0, 0.5]; tau = 0.25 * 16 **
+        ((a1 + 1) / 2) in [0.25, 4]; the standard action [-1, 0] is one-hot prediction (alpha = 0).
+    """
+    return _make_lm_env(1, continuous=True, **kwargs)
+
+
+for _factory in (make_soft_targets_env, make_soft_targets_continuous_env, make_soft_targets_env_v1,
+                 make_soft_targets_continuous_env_v1):
     _factory.__doc__ = card((_factory.__doc__ or "") + _LM_CARD)

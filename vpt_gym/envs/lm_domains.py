@@ -230,7 +230,7 @@ def _domain_resources(size: str, data_dir: Path | None, cache: Path, feedback_si
         tokenizer, eos, gsm8k_eos = hf_tok.backend_tokenizer, int(hf_tok.eos_token_id), int(hf_tok.eos_token_id)
         corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
     else:
-        corpus, _, tokenizer, _, state = lm_resources(size, data_dir, cache, feedback_size, split_seed)
+        corpus, _, tokenizer, _, state, _ = lm_resources(size, data_dir, cache, feedback_size, split_seed)
         eos, gsm8k_eos = tokenizer.token_to_id(EOS_TOKEN), None
     makers = {"math": lambda: math_domain(corpus), "code": code_domain, "prose": lambda: prose_domain(data_dir)}
     declared = tuple(makers[n]() for n in builtins) + extra

@@ -401,6 +401,59 @@ def load_math_corpus(
     return _load_embedded(feedback_size, split_seed, embedded_unlabeled_size, embedded_eval_size)
 
 
+PROCEDURAL_GENERATORS: tuple[str, ...] = (
+    "basic_arithmetic", "chain_sum", "products", "leg_counting", "simple_equations", "gcd", "lcm",
+    "fraction_simplification", "prime_factorization", "time_intervals",
+)
+"""``reasoning-gym`` generators of the procedural math stream: arithmetic and short word problems, none derived
+from GSM8K (``gsm_symbolic`` is excluded on purpose: its templates come from GSM8K test)."""
+
+PROCEDURAL_SOURCE = "procedural:reasoning_gym." + "+".join(PROCEDURAL_GENERATORS)
+"""Source name of :func:`procedural_math_texts` (recorded in ``env.data_sources["math"]``)."""
+
+
+def procedural_math_texts(seed: int, size: int, generators: Sequence[str] = PROCEDURAL_GENERATORS) -> list[str]:
+    """Math pretraining text that holds no GSM8K-derived problem, from seeded ``reasoning-gym`` generators.
+
+    The paper's continued-pretraining stream removes GSM8K/MATH-derived sources (V-Pretraining v2 App. F.2), so
+    one-hot prediction on the eval distribution itself is not available to the learner. Each text is
+    ``format_prompt(question) + format_completion("#### <answer>")``, the same ``Question:/Answer:`` layout as
+    the GSM8K feedback and eval problems, with the answer as the final line.
+
+    Args:
+        seed: seed of the generators (>= 0); generator ``g`` (0-based) uses ``seed * 1000 + g``.
+        size: number of texts (>= 1), split as evenly as possible over ``generators`` in round-robin order.
+        generators: ``reasoning_gym`` dataset names (non-empty).
+
+    Returns:
+        ``size`` texts, interleaved across generators (text ``i`` comes from generator ``i % len(generators)``).
+
+    Raises:
+        ValueError: ``seed`` < 0, ``size`` < 1, empty ``generators`` or a name ``reasoning_gym`` does not know.
+    """
+    import reasoning_gym
+    from reasoning_gym.factory import DATASETS
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be an int >= 1, got {size!r}")
+    unknown = [name for name in generators if name not in DATASETS]
+    if not generators or unknown:
+        raise ValueError(f"generators must be a non-empty sequence of reasoning_gym datasets; unknown: {unknown}")
+    count = len(generators)
+    per = [size // count + (1 if g < size % count else 0) for g in range(count)]
+    columns = []
+    for g, (name, n) in enumerate(zip(generators, per)):
+        if n == 0:
+            columns.append([])
+            continue
+        dataset = reasoning_gym.create_dataset(name, seed=int(seed) * 1000 + g, size=n)
+        columns.append([format_prompt(str(dataset[i]["question"]).strip())
+                        + format_completion(f"#### {str(dataset[i]['answer']).strip()}") for i in range(n)])
+    return [columns[i % count][i // count] for i in range(size)]
+
+
 def load_general_text(data_dir: Path | None) -> tuple[str, str]:
     """General (non-math) prose for the general-text domain.
 

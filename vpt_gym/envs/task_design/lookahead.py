@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from vpt_gym.budget import Ledger
     from vpt_gym.value import ValueEstimator
 
-LOOKAHEAD_VALUES = ("alignment", "preconditioned")
+LOOKAHEAD_VALUES = ("alignment", "preconditioned", "cosine")
 """The values :meth:`LookaheadMixin.lookahead_values` computes."""
 
 
@@ -109,12 +109,14 @@ class LookaheadMixin:
         ``P * g_down`` with P the optimizer's preconditioner at the current state (AdamW:
         ``1 / (sqrt(v_hat_t) + eps)`` of the last update; P = 1 for SGD and before the first update), so the
         value is ``eta * sum_S P * g_down * g_pre(task)``: the ``preconditioned`` reward up to that update's own
-        contribution to v_hat and to clipping (V-Pretraining v2 App. B.4). The learner is not changed.
+        contribution to v_hat and to clipping (V-Pretraining v2 App. B.4). With ``value="cosine"`` it is
+        ``cos(g_down,S, g_pre,S(task))``, the ``cosine`` reward exactly (V-Pretraining v2 Eq. 9 normalized). The
+        learner is not changed.
 
         Args:
             actions: actions to evaluate (default: every task of a ``Discrete`` menu, in index order).
-            value: ``"alignment"`` or ``"preconditioned"``; default: ``"preconditioned"`` when the env's
-                reward is, else ``"alignment"``.
+            value: ``"alignment"``, ``"preconditioned"`` or ``"cosine"``; default: the env's reward when it is
+                ``"preconditioned"`` or ``"cosine"``, else ``"alignment"``.
 
         Returns:
             shape [num_actions], float64, unit of L_down (e.g. nats/token).
@@ -122,7 +124,8 @@ class LookaheadMixin:
         Cost:
             where the task space is linear in its targets (soft-target LM menus) and
             ``forward_mode_lookahead`` is True: ONE forward-mode pass for all actions (docs/ARCHITECTURE.md §7), charged
-            as one ``lookahead_forward``; otherwise one backward to the alignment subset S per action,
+            as one ``lookahead_forward`` (not for ``cosine``, which needs each task's |g_pre|); otherwise one
+            backward to the alignment subset S per action,
             charged as ``lookahead_backward`` (the forward is shared with the update); where the forward
             depends on the task (``task_space.task_dependent_forward``), also one forward per action,
             charged as ``lookahead_forward`` — or, with ``forward_mode_per_task``, one forward-mode pass per
@@ -134,7 +137,8 @@ class LookaheadMixin:
                 ``value``.
         """
         if value is None:
-            value = "preconditioned" if self.value_estimator.name == "preconditioned" else "alignment"
+            value = self.value_estimator.name if self.value_estimator.name in ("preconditioned", "cosine") \
+                else "alignment"
         if value not in LOOKAHEAD_VALUES:
             raise ValueError(f"value={value!r} is not accepted; choose one of {LOOKAHEAD_VALUES}")
         if not self._ready or self._done:
@@ -148,6 +152,8 @@ class LookaheadMixin:
         lr = float(self.learner.lr)
         precondition = self._lookahead_preconditioner() if value == "preconditioned" else None
         linear_values = getattr(self.task_space, "linear_values", None)
+        if value == "cosine":
+            return np.asarray([self._task_value(task, cosine=True) for task in tasks], dtype=np.float64)
         if linear_values is not None and self.forward_mode_lookahead and not self._matched:
             self._ledger.lookahead_forward += 1
             tangent = _times(precondition, self._g_down)
@@ -158,8 +164,10 @@ class LookaheadMixin:
         """P at the current state for the look-ahead (None: P = 1)."""
         return self.learner.preconditioner() if self._preconditioned else None
 
-    def _task_value(self, task: Task, precondition: Sequence[torch.Tensor] | None = None) -> float:
-        """eta * g_down(task) . grad_S L_pre(task) on the pending batch, without an update.
+    def _task_value(self, task: Task, precondition: Sequence[torch.Tensor] | None = None, *,
+                    cosine: bool = False) -> float:
+        """eta * g_down(task) . grad_S L_pre(task) on the pending batch, without an update (with ``cosine``:
+        cos(g_down(task), grad_S L_pre(task)) from a backward).
 
         Where the forward depends on the task and ``forward_mode_per_task`` is set, one forward-mode pass: the
         JVP of the task's loss along g_down on S (``torch.func.jvp``; the directional derivative IS the dot
@@ -168,7 +176,7 @@ class LookaheadMixin:
         """
         lr = float(self.learner.lr)
         tangent = _times(precondition, self._g_down_for(task))
-        if self._task_dependent and self.forward_mode_per_task and not self._jvp_unsupported:
+        if self._task_dependent and self.forward_mode_per_task and not self._jvp_unsupported and not cosine:
             try:
                 dot = self._loss_jvp(task, tangent)
             except RuntimeError:  # e.g. an in-place op without forward-mode AD: use the backward from now on
@@ -179,7 +187,8 @@ class LookaheadMixin:
         loss = self._task_loss(task, lookahead=True)
         g_task = self.learner.subset_gradient(loss, retain_graph=not self._task_dependent)
         self._ledger.lookahead_backward += 1
-        return gradient_stats(tangent, g_task, lr).alignment
+        stats = gradient_stats(tangent, g_task, lr)
+        return stats.cosine if cosine else stats.alignment
 
     def _loss_jvp(self, task: Task, tangent: Sequence[torch.Tensor]) -> float:
         """tangent . grad_S L_pre(task) by one forward-mode pass through the learner (S substituted by
