@@ -302,9 +302,9 @@ def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[
         f"update (0 = no compute beyond the env's own). **Compute / update**: every pass of the ledger (learner, "
         f"feedback, look-ahead, designer) in learner-step equivalents per learner update (a forward 1/3 of a "
         f"step, a backward 2/3): the compute-matched view of the same budget. **Wall-clock** and **CPU s**: "
-        f"medians per episode, without building the env (CPU seconds are not inflated by other processes on shared cores); the "
-        f"one-time builds (base checkpoint, tokenizer, data: the first episode of each worker process) are "
-        f"reported below each table.",
+        f"medians per episode, without building the env (CPU seconds are not inflated by other processes on "
+        f"shared cores); the one-time builds (base checkpoint, tokenizer, data: the first episode of each worker "
+        f"process) are reported below each table.",
         "",
     ]
     for board in env_boards:
@@ -323,7 +323,8 @@ def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[
             lines.append(
                 f"| {rank} | {d.designer} | {_fmt_ci(d.iqm, d.iqm_ci)} | {_fmt_ci(d.improvement, d.improvement_ci)} | "
                 f"{_fmt_ci(d.prob_improvement, d.prob_improvement_ci, 2)} | {d.extra_passes_per_update:.2f} | "
-                f"{d.step_equivalents_per_update:.2f} | {len(d.seeds)} | {d.diverged} | {d.wall_clock_s:.1f} | {_fmt_s(d.cpu_s)} |")
+                f"{d.step_equivalents_per_update:.2f} | {len(d.seeds)} | {d.diverged} | {d.wall_clock_s:.1f} | "
+                f"{_fmt_s(d.cpu_s)} |")
         lines.append("")
         builds = [d.build_s for d in board.designers if math.isfinite(d.build_s)]
         if builds:

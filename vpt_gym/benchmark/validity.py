@@ -21,8 +21,9 @@ the standard task's, from the standard task's branch) and ``value_gain`` (probe-
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -30,11 +31,14 @@ import numpy as np
 from vpt_gym.core import HeldOutLoss
 from vpt_gym.value import UpdateOutcome
 
+if TYPE_CHECKING:
+    from vpt_gym.envs.task_design import TaskDesignEnv
+
 MODES = ("alignment", "cosine", "preconditioned", "step_value", "advantage", "value_gain")
 """Reward modes the report scores (``metric_gain`` is left out: a pass rate on a few probe problems)."""
 
 
-def rank(x: Sequence[float]) -> np.ndarray:
+def rank(x: Sequence[float] | np.ndarray) -> np.ndarray:
     """Ranks 1..n with ties averaged (``scipy.stats.rankdata(method="average")``), float64 [n]."""
     a = np.asarray(x, dtype=np.float64)
     order = np.argsort(a, kind="mergesort")
@@ -50,7 +54,7 @@ def rank(x: Sequence[float]) -> np.ndarray:
     return ranks
 
 
-def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+def pearson(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """Pearson correlation in [-1, 1]; NaN when either input is constant or has < 2 entries."""
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(a) < 2 or a.std() == 0 or b.std() == 0:
@@ -58,12 +62,12 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> float:
     return float(np.clip(np.corrcoef(a, b)[0, 1], -1.0, 1.0))
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """Spearman rank correlation (Pearson of the tie-averaged ranks) in [-1, 1]; NaN when undefined."""
     return pearson(rank(x), rank(y))
 
 
-def slope(x: Sequence[float], y: Sequence[float]) -> float:
+def slope(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """Least-squares slope of y on x; NaN when x is constant."""
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     var = float(((a - a.mean()) ** 2).sum())
@@ -86,8 +90,13 @@ def mode_values(outcome: UpdateOutcome, standard: UpdateOutcome | None) -> dict[
     }
 
 
+def _task_design_env(env: gym.Env) -> TaskDesignEnv:
+    """``env.unwrapped``: a TaskDesignEnv (``gym.Env.unwrapped`` is typed as the base Env)."""
+    return cast("TaskDesignEnv", env.unwrapped)
+
+
 def _eval_loss(env: gym.Env) -> Callable[[Any], float]:
-    feedback = env.unwrapped.feedback
+    feedback = _task_design_env(env).feedback
     if not isinstance(feedback, HeldOutLoss):
         raise TypeError(f"{type(feedback).__name__} has no eval_loss(learner): reward validity needs a held-out loss")
     return feedback.eval_loss
@@ -134,7 +143,7 @@ class StateCredit:
 
 def _credit(env: gym.Env, actions: Sequence[Any], standard_index: int, measure: Callable[[Any], float],
             seed: int, probe: bool) -> StateCredit:
-    base = env.unwrapped
+    base = _task_design_env(env)
     before, branches = base.counterfactual(actions, measure=measure, probe_loss=probe)
     standard = branches[standard_index].outcome
     realized = [before - b.measured if b.outcome is not None else -math.inf for b in branches]
@@ -162,8 +171,9 @@ def counterfactual_credit(make_env: Callable[[], gym.Env], *, seeds: Sequence[in
     menu indices, Box: uniform in the box) for the whole budget. At ``num_states`` updates evenly spaced in
     [first_state, budget - 2] the env branches on every candidate action (:func:`candidate_actions`); with
     ``calibrate``, every ``calibrate_every``-th update branches on the chosen and the standard action, so
-    that the update's reward modes and its realized eval-loss drop are recorded (the branch of the chosen action IS the real
-    update: the same values, bitwise on CPU). The env's episode is unchanged by the branching.
+    that the update's reward modes and its realized eval-loss drop are recorded (the branch of the chosen
+    action IS the real update: the same values, bitwise on CPU). The env's episode is unchanged by the
+    branching.
 
     Args:
         make_env: builds the env (called once).
@@ -183,13 +193,9 @@ def counterfactual_credit(make_env: Callable[[], gym.Env], *, seeds: Sequence[in
     Raises:
         ValueError: an empty ``seeds``, ``num_states`` < 1, ``first_state`` < 0 or a budget too short.
     """
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed")
-    if num_states < 1 or first_state < 0 or calibrate_every < 1:
-        raise ValueError(f"num_states and calibrate_every must be >= 1 and first_state >= 0, got {num_states}, "
-                         f"{calibrate_every}, {first_state}")
+    _check_credit_args(seeds, num_states, first_state, calibrate_every)
     env = make_env()
-    base = env.unwrapped
+    base = _task_design_env(env)
     base.evaluate_at_end = False
     budget = base.budget.learner_updates // base.budget.updates_per_decision
     if budget - 2 < first_state:
@@ -206,10 +212,7 @@ def counterfactual_credit(make_env: Callable[[], gym.Env], *, seeds: Sequence[in
         actions = candidate_actions(space, base.standard_action, grid_points, seed=int(seed))
         standard_index = 0 if not isinstance(space, gym.spaces.Discrete) else int(base.standard_action)
         for t in range(budget):
-            if isinstance(space, gym.spaces.Discrete):
-                action: Any = int(rng.integers(space.n))
-            else:
-                action = rng.uniform(space.low, space.high).astype(space.dtype)
+            action = _random_action(space, rng)
             credit = None
             if t in at:
                 credit = _credit(env, actions, standard_index, measure, int(seed), probe)
@@ -217,40 +220,76 @@ def counterfactual_credit(make_env: Callable[[], gym.Env], *, seeds: Sequence[in
                 if progress is not None:
                     rho = credit.spearman
                     progress(f"seed {seed} update {t}: Spearman " + ", ".join(f"{m} {rho[m]:.2f}" for m in MODES))
-            if calibrate and t % calibrate_every == 0 and credit is not None and isinstance(action, int):
-                # the full branching already holds the chosen action's update (the same values, bitwise)
-                if math.isfinite(credit.realized[action]):
-                    for m in MODES:
-                        pairs[m].append(credit.values[m][action])
-                    realized_all.append(credit.realized[action])
-            elif calibrate and t % calibrate_every == 0:
-                before, (chosen, std) = base.counterfactual([action, base.standard_action], measure=measure,
-                                                            probe_loss=probe)
-                if chosen.outcome is not None:
-                    row = mode_values(chosen.outcome, std.outcome)
-                    for m in MODES:
-                        pairs[m].append(row[m])
-                    realized_all.append(before - chosen.measured)
+            if calibrate and t % calibrate_every == 0:
+                _record_calibration(base, action, credit, measure, probe, pairs, realized_all)
             _, _, terminated, truncated, _ = env.step(action)
             if terminated or truncated:
                 break
     env.close()
+    out: dict[str, Any] = {"states": [s.__dict__ for s in states], "summary": _credit_summary(states)}
+    if calibrate:
+        out["calibration"] = _calibration_summary(pairs, realized_all)
+    return out
+
+
+def _check_credit_args(seeds: Sequence[int], num_states: int, first_state: int, calibrate_every: int) -> None:
+    """The argument checks of :func:`counterfactual_credit` that need no env."""
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed")
+    if num_states < 1 or first_state < 0 or calibrate_every < 1:
+        raise ValueError(f"num_states and calibrate_every must be >= 1 and first_state >= 0, got {num_states}, "
+                         f"{calibrate_every}, {first_state}")
+
+
+def _random_action(space: gym.Space, rng: np.random.Generator) -> Any:
+    """One action of the uniformly random policy: a menu index (Discrete) or a uniform point of the Box."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(rng.integers(space.n))
+    assert isinstance(space, gym.spaces.Box)  # candidate_actions has already rejected other spaces
+    return rng.uniform(space.low, space.high).astype(space.dtype)
+
+
+def _record_calibration(base: TaskDesignEnv, action: Any, credit: StateCredit | None,
+                        measure: Callable[[Any], float], probe: bool, pairs: dict[str, list[float]],
+                        realized_all: list[float]) -> None:
+    """Append the reward modes (to ``pairs``) and the realized drop (to ``realized_all``) of the update of
+    ``action`` at the current state; nothing when that update diverged."""
+    if credit is not None and isinstance(action, int):
+        # the full branching already holds the chosen action's update (the same values, bitwise)
+        if math.isfinite(credit.realized[action]):
+            for m in MODES:
+                pairs[m].append(credit.values[m][action])
+            realized_all.append(credit.realized[action])
+        return
+    before, (chosen, std) = base.counterfactual([action, base.standard_action], measure=measure, probe_loss=probe)
+    if chosen.outcome is not None:
+        row = mode_values(chosen.outcome, std.outcome)
+        for m in MODES:
+            pairs[m].append(row[m])
+        realized_all.append(before - chosen.measured)
+
+
+def _credit_summary(states: Sequence[StateCredit]) -> dict[str, dict[str, Any]]:
+    """Per mode: the mean finite Spearman over ``states``, how many found the best task, how many states."""
     summary = {}
     for m in MODES:
         rhos = [s.spearman[m] for s in states if math.isfinite(s.spearman[m])]
         summary[m] = {"mean_spearman": float(np.mean(rhos)) if rhos else math.nan,
                       "best_found": sum(s.best_found[m] for s in states), "states": len(states)}
-    out: dict[str, Any] = {"states": [s.__dict__ for s in states], "summary": summary}
-    if calibrate:
-        out["calibration"] = {}
-        for m in MODES:
-            x = np.asarray(pairs[m], dtype=np.float64)
-            y = np.asarray(realized_all, dtype=np.float64)
-            ok = np.isfinite(x)
-            out["calibration"][m] = {"pearson": pearson(x[ok], y[ok]), "slope": slope(x[ok], y[ok]),
-                                     "updates": int(ok.sum()), "mean_value": float(x[ok].mean()) if ok.any() else math.nan,
-                                     "mean_realized": float(y[ok].mean()) if ok.any() else math.nan}
-    return out
+    return summary
+
+
+def _calibration_summary(pairs: dict[str, list[float]], realized_all: list[float]) -> dict[str, dict[str, Any]]:
+    """Per mode: Pearson, slope and means of the realized drop against the mode's value (finite values only)."""
+    calibration = {}
+    for m in MODES:
+        x = np.asarray(pairs[m], dtype=np.float64)
+        y = np.asarray(realized_all, dtype=np.float64)
+        ok = np.isfinite(x)
+        calibration[m] = {"pearson": pearson(x[ok], y[ok]), "slope": slope(x[ok], y[ok]),
+                          "updates": int(ok.sum()), "mean_value": float(x[ok].mean()) if ok.any() else math.nan,
+                          "mean_realized": float(y[ok].mean()) if ok.any() else math.nan}
+    return calibration
 
 
 POLICY_MODES = ("alignment", "cosine", "preconditioned", "step_value")
@@ -269,7 +308,7 @@ def policy_ranking(make_env: Callable[[], gym.Env], *, seeds: Sequence[int], gri
         "spearman": {mode: rho}}``.
     """
     env = make_env()
-    base = env.unwrapped
+    base = _task_design_env(env)
     base.evaluate_at_end = False
     measure = _eval_loss(env)
     actions = candidate_actions(env.action_space, base.standard_action, grid_points)

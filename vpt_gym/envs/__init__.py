@@ -37,7 +37,8 @@ ENV_IDS: dict[str, dict[str, Any]] = {
     "vpt/LM-SoftTargets-v0": {
         "entry_point": "vpt_gym.envs.lm:make_soft_targets_env",
         "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
-        "tasks": "Discrete(7): one_hot (standard) | uniform top-64 smoothing | self top-64 distillation, alpha in {0.1, 0.25, 0.5}",
+        "tasks": ("Discrete(7): one_hot (standard) | uniform top-64 smoothing | self top-64 distillation, alpha in "
+                  "{0.1, 0.25, 0.5}"),
         "reward": "alignment with GSM8K solution-NLL feedback",
         "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 160},
         "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
@@ -59,8 +60,10 @@ ENV_IDS: dict[str, dict[str, Any]] = {
     "vpt/LM-SoftTargets-v1": {
         "entry_point": "vpt_gym.envs.lm:make_soft_targets_env_v1",
         "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
-        "tasks": "Discrete(7): one_hot (standard) | uniform top-64 smoothing | self top-64 distillation, alpha in {0.1, 0.25, 0.5}",
-        "reward": "preconditioned (AdamW-aware) value with GSM8K solution-NLL feedback; procedural math + prose stream (no GSM8K text)",
+        "tasks": ("Discrete(7): one_hot (standard) | uniform top-64 smoothing | self top-64 distillation, alpha in "
+                  "{0.1, 0.25, 0.5}"),
+        "reward": ("preconditioned (AdamW-aware) value with GSM8K solution-NLL feedback; procedural math + prose "
+                   "stream (no GSM8K text)"),
         "presets": SIZE_PRESETS, "rewards": PRECONDITIONED_FIRST, "cpu_step_ms": {"tiny": 17, "small": 160},
         "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
         "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
@@ -71,7 +74,8 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "entry_point": "vpt_gym.envs.lm:make_soft_targets_continuous_env_v1",
         "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
         "tasks": "Box([-1,1]^2) -> self top-64 distillation gate alpha in [0, 0.5], temperature in [0.25, 4]",
-        "reward": "preconditioned (AdamW-aware) value with GSM8K solution-NLL feedback; procedural math + prose stream (no GSM8K text)",
+        "reward": ("preconditioned (AdamW-aware) value with GSM8K solution-NLL feedback; procedural math + prose "
+                   "stream (no GSM8K text)"),
         "presets": SIZE_PRESETS, "rewards": PRECONDITIONED_FIRST, "cpu_step_ms": {"tiny": 17, "small": 180},
         "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
         "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
@@ -81,8 +85,10 @@ ENV_IDS: dict[str, dict[str, Any]] = {
     "vpt/LM-Domains-v0": {
         "entry_point": "vpt_gym.envs.lm_domains:make_domains_env",
         "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
-        "tasks": "Discrete(4): uniform mixture (standard) | only_math | only_code | only_prose (data domain of the update)",
-        "reward": "alignment with multitask feedback: GSM8K solution NLL + held-out stdlib code NLL (optional domain-matched)",
+        "tasks": ("Discrete(4): uniform mixture (standard) | only_math | only_code | only_prose (data domain of the "
+                  "update)"),
+        "reward": ("alignment with multitask feedback: GSM8K solution NLL + held-out stdlib code NLL (optional "
+                   "domain-matched)"),
         "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 180},
         "keywords_of": "vpt_gym.envs.lm_domains:_make_domains_env",
         "eval_metrics": ("eval_nll", "gsm8k/eval_nll", "gsm8k/eval_pass@1", "gsm8k/eval_items", "code/eval_nll",
@@ -94,7 +100,8 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "entry_point": "vpt_gym.envs.lm_domains:make_domains_continuous_env",
         "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
         "tasks": "Box([-1,1]^3) -> domain mixture softmax(3a) over math | code | prose",
-        "reward": "alignment with multitask feedback: GSM8K solution NLL + held-out stdlib code NLL (optional domain-matched)",
+        "reward": ("alignment with multitask feedback: GSM8K solution NLL + held-out stdlib code NLL (optional "
+                   "domain-matched)"),
         "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 180},
         "keywords_of": "vpt_gym.envs.lm_domains:_make_domains_env",
         "eval_metrics": ("eval_nll", "gsm8k/eval_nll", "gsm8k/eval_pass@1", "gsm8k/eval_items", "code/eval_nll",
@@ -116,7 +123,8 @@ ENV_IDS: dict[str, dict[str, Any]] = {
     "vpt/SSL-Mask-v0": {
         "entry_point": "vpt_gym.envs.vision:make_ssl_mask_env",
         "learner": "torchvision ViT student + EMA teacher, DINO (or SimCLR) loss, AdamW (tiny/small/paper)",
-        "tasks": "Discrete(13): no_mask (standard) | keep-mask {random, block, centre, grid} x keep {0.4, 0.55, 0.7}, blur fill",
+        "tasks": ("Discrete(13): no_mask (standard) | keep-mask {random, block, centre, grid} x keep {0.4, 0.55, "
+                  "0.7}, blur fill"),
         "reward": "alignment with probe-head feedback (classification CE + pixelwise segmentation CE) on real MNIST",
         "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 21, "small": 450},
         "keywords_of": "vpt_gym.envs.vision:_make_ssl_env",
@@ -169,7 +177,7 @@ def _load(target: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def env_keywords(env_id: str) -> tuple[str, ...]:
     """The ``gymnasium.make`` keywords ``env_id`` accepts, sorted: the factory's named keyword parameters and
     those of :data:`ENV_IDS` ``keywords_of`` (the builder its ``**kwargs`` goes to; parameters without a
@@ -181,7 +189,7 @@ def env_keywords(env_id: str) -> tuple[str, ...]:
     return tuple(sorted(_keyword_hints(env_id)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _keyword_hints(env_id: str) -> dict[str, Any]:
     """``{keyword: type annotation}`` of :func:`env_keywords` (``Any`` where an annotation does not resolve)."""
     import inspect
@@ -392,7 +400,8 @@ def register_envs() -> None:
     """Register every id of :data:`ENV_IDS` with Gymnasium (idempotent), each with an :class:`EntryPoint`."""
     for env_id, spec in ENV_IDS.items():
         if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point=EntryPoint(env_id, spec["entry_point"]), disable_env_checker=False)
+            gymnasium.register(id=env_id, entry_point=EntryPoint(env_id, spec["entry_point"]),
+                               disable_env_checker=False)
 
 
 def __getattr__(name: str) -> Any:

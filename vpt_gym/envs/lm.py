@@ -9,9 +9,10 @@ reasoning-gym ``gsm_symbolic`` default), general prose from tinyshakespeare (els
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -112,8 +113,9 @@ def lm_resources(size: str, data_dir: Path | None, cache: Path, feedback_size: i
 
     Returns:
         ``(corpus, general_source, tokenizer, domains, state, math_source)``: the math corpus splits, the
-        general text's source, the byte-level BPE tokenizer (trained on the general and math pretraining text), the tokenized ``{"math", "general"}`` streams and the base
-        checkpoint's state dict (theta_0) and the math stream's source.
+        general text's source, the byte-level BPE tokenizer (trained on the general and math pretraining
+        text), the tokenized ``{"math", "general"}`` streams and the base checkpoint's state dict (theta_0)
+        and the math stream's source.
     """
     preset = LM_PRESETS[size]
     corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
@@ -123,7 +125,9 @@ def lm_resources(size: str, data_dir: Path | None, cache: Path, feedback_size: i
     assert preset.base is not None
     tokenizer = build_tokenizer(general_chunks + math_texts, vocab_size=preset.base.vocab_size, cache_dir=cache)
     eos = tokenizer.token_to_id(EOS_TOKEN)
-    domains = {"math": tokenize_text(tokenizer, math_texts, eos), "general": tokenize_text(tokenizer, general_chunks, eos)}
+    assert eos is not None  # build_tokenizer checks that EOS_TOKEN has id 0
+    domains = {"math": tokenize_text(tokenizer, math_texts, eos),
+               "general": tokenize_text(tokenizer, general_chunks, eos)}
     base = load_or_pretrain_base(preset.base, tokenizer.to_str(), domains["general"], cache)
     state = {k: v.detach().clone() for k, v in base.state_dict().items()}
     return corpus, general_source, tokenizer, domains, state, math_source
@@ -249,6 +253,7 @@ def _make_lm_env(
     if preset.base is not None:
         vocab_size = preset.base.vocab_size
     else:
+        assert model is not None  # check_lm_options: size='paper' needs model=
         from transformers import AutoConfig
 
         vocab_size = int(AutoConfig.from_pretrained(model).vocab_size)
@@ -258,10 +263,10 @@ def _make_lm_env(
     data_dir = resolve_data_dir(data)
     folder = cache_dir(cache)
     if preset.base is None:
+        assert model is not None  # check_lm_options: size='paper' needs model=
         net, tokenizer, eos, corpus, general_source, domains, math_source = _load_pretrained(
             model, data_dir, feedback_size, split_seed, chosen_dtype, math_stream)
-        context = min(int(getattr(net.config, "max_position_embeddings", 0) or getattr(net.config, "n_positions")),
-                      2048)
+        context = min(int(getattr(net.config, "max_position_embeddings", 0) or net.config.n_positions), 2048)
     else:
         from vpt_gym.lm.model import build_gpt2
 
@@ -321,13 +326,14 @@ _LM_CARD = """
         $BASE_ROWS
         | 6..5+K | ``last_value[<task>]`` | eta g_down.g_pre at the task's last update (0 before) | [-1e6, 1e6] | nats |
         | 6+K..5+2K | ``frequency[<task>]`` | fraction of the updates so far that used each task | [0, 1] | - |
-        | 6+2K | ``batch.fraction_math`` | fraction of the next batch's rows that are math text (v0: GSM8K solutions; v1: procedural problems) | [0, 1] | - |
+        | 6+2K | ``batch.fraction_math`` | fraction of the next batch's rows that are math text | [0, 1] | - |
         | 7+2K | ``batch.fraction_general`` | fraction of rows that are general prose | [0, 1] | - |
         | 8+2K | ``batch.loss`` | the learner's one-hot next-token loss on the next batch | [0, 1e3] | nats/token |
         | 9+2K | ``batch.entropy`` | the learner's mean predictive entropy on the next batch | [0, ln V] | nats |
 
-        Losses are in nats per token; the ``batch.*`` descriptors come from the forward pass of the next
-        update, run before the observation is returned.
+        Math text is GSM8K solutions in v0 and procedural problems in v1. Losses are in nats per token; the
+        ``batch.*`` descriptors come from the forward pass of the next update, run before the observation is
+        returned.
 
     Reward:
         ``alignment`` (v0's default): eta * g_down,S . g_pre,S, S = the last two transformer blocks

@@ -20,7 +20,8 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import tokenizers
@@ -443,8 +444,8 @@ def procedural_math_texts(seed: int, size: int, generators: Sequence[str] = PROC
         raise ValueError(f"generators must be a non-empty sequence of reasoning_gym datasets; unknown: {unknown}")
     count = len(generators)
     per = [size // count + (1 if g < size % count else 0) for g in range(count)]
-    columns = []
-    for g, (name, n) in enumerate(zip(generators, per)):
+    columns: list[list[str]] = []
+    for g, (name, n) in enumerate(zip(generators, per, strict=True)):
         if n == 0:
             columns.append([])
             continue
