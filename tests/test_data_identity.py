@@ -19,7 +19,7 @@ SMALL_SUITE = ROOT / "benchmarks" / "suites" / "small.toml"
 SMALL_ROWS = ROOT / "benchmarks" / "leaderboard" / "small.jsonl"
 
 TOY = {"id": "vpt/Toy-Alignment-v0", "budget": 8, "metric": "eval_loss", "higher_is_better": False}
-LM = {"id": "vpt/LM-SoftTargets-v0", "budget": 8, "metric": "eval_nll", "higher_is_better": False,
+LM = {"id": "vpt/LM-SoftTargets-v1", "budget": 8, "metric": "eval_nll", "higher_is_better": False,
       "kwargs": {"size": "tiny"}}
 
 
@@ -73,7 +73,7 @@ def test_published_rows_resume_whatever_the_data(data: str, tmp_path: Path, monk
     done = finished_keys(suite, read_rows(SMALL_ROWS))
     specs = plan(suite)
     toy = [s for s in specs if s.env_id == "vpt/Toy-Alignment-v0"]
-    lm = [s for s in specs if s.env_id == "vpt/LM-SoftTargets-v0"]
+    lm = [s for s in specs if s.env_id == "vpt/LM-SoftTargets-v1"]
     assert toy and all(s.key() in done for s in toy)
     assert lm and all((s.key() in done) == (data == "shared") for s in lm)
 
@@ -82,7 +82,7 @@ def test_a_published_toy_row_validates_with_other_data(tmp_path: Path, monkeypat
     monkeypatch.setenv("VPT_GYM_DATA", str(_other_folder(tmp_path)))
     rows = read_rows(SMALL_ROWS)
     row = next(r for r in rows if r["env_id"] == "vpt/Toy-Alignment-v0" and r["designer"] == "ucb1")
-    assert row["data_identity"] != "none"  # written with the folder's identity, which the toy never read
+    assert row["data_identity"] == "none"  # the toy reads no data folder: its rows carry no folder identity
     report = validate_row(row)
     assert report["ok"], report
 
