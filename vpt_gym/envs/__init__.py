@@ -22,6 +22,21 @@ PRECONDITIONED_FIRST: tuple[str, ...] = ("preconditioned",) + tuple(m for m in R
 SIZE_PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
 """The ``size=`` presets of the LM and vision envs (the toy env has none)."""
 
+_LM_SOFT_TARGETS: dict[str, Any] = {
+    "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
+    "presets": SIZE_PRESETS,
+    "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
+    "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
+    "reads_data": True,
+    "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
+}
+"""Registry fields the four LM-SoftTargets ids (v0, v1, each Discrete and Box) share."""
+_SOFT_MENU = ("Discrete(7): one_hot (standard) | uniform top-64 smoothing | self top-64 distillation, alpha in "
+              "{0.1, 0.25, 0.5}")
+_SOFT_BOX = "Box([-1,1]^2) -> self top-64 distillation gate alpha in [0, 0.5], temperature in [0.25, 4]"
+_V1_REWARD = ("preconditioned (AdamW-aware) value with GSM8K solution-NLL feedback; procedural math + prose "
+              "stream (no GSM8K text)")
+
 ENV_IDS: dict[str, dict[str, Any]] = {
     "vpt/Toy-Alignment-v0": {
         "entry_point": "vpt_gym.envs.toy:make_toy_env",
@@ -35,52 +50,22 @@ ENV_IDS: dict[str, dict[str, Any]] = {
         "smoke_kwargs": {"budget": 32},
     },
     "vpt/LM-SoftTargets-v0": {
-        "entry_point": "vpt_gym.envs.lm:make_soft_targets_env",
-        "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
-        "tasks": ("Discrete(7): one_hot (standard) | uniform top-64 smoothing | self top-64 distillation, alpha in "
-                  "{0.1, 0.25, 0.5}"),
-        "reward": "alignment with GSM8K solution-NLL feedback",
-        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 160},
-        "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
-        "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
-        "reads_data": True,
-        "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
+        **_LM_SOFT_TARGETS, "entry_point": "vpt_gym.envs.lm:make_soft_targets_env", "tasks": _SOFT_MENU,
+        "reward": "alignment with GSM8K solution-NLL feedback", "rewards": REWARD_MODES,
+        "cpu_step_ms": {"tiny": 17, "small": 160},
     },
     "vpt/LM-SoftTargetsContinuous-v0": {
-        "entry_point": "vpt_gym.envs.lm:make_soft_targets_continuous_env",
-        "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
-        "tasks": "Box([-1,1]^2) -> self top-64 distillation gate alpha in [0, 0.5], temperature in [0.25, 4]",
-        "reward": "alignment with GSM8K solution-NLL feedback",
-        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 180},
-        "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
-        "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
-        "reads_data": True,
-        "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
+        **_LM_SOFT_TARGETS, "entry_point": "vpt_gym.envs.lm:make_soft_targets_continuous_env", "tasks": _SOFT_BOX,
+        "reward": "alignment with GSM8K solution-NLL feedback", "rewards": REWARD_MODES,
+        "cpu_step_ms": {"tiny": 17, "small": 180},
     },
     "vpt/LM-SoftTargets-v1": {
-        "entry_point": "vpt_gym.envs.lm:make_soft_targets_env_v1",
-        "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
-        "tasks": ("Discrete(7): one_hot (standard) | uniform top-64 smoothing | self top-64 distillation, alpha in "
-                  "{0.1, 0.25, 0.5}"),
-        "reward": ("preconditioned (AdamW-aware) value with GSM8K solution-NLL feedback; procedural math + prose "
-                   "stream (no GSM8K text)"),
-        "presets": SIZE_PRESETS, "rewards": PRECONDITIONED_FIRST, "cpu_step_ms": {"tiny": 17, "small": 160},
-        "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
-        "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
-        "reads_data": True,
-        "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
+        **_LM_SOFT_TARGETS, "entry_point": "vpt_gym.envs.lm:make_soft_targets_env_v1", "tasks": _SOFT_MENU,
+        "reward": _V1_REWARD, "rewards": PRECONDITIONED_FIRST, "cpu_step_ms": {"tiny": 17, "small": 160},
     },
     "vpt/LM-SoftTargetsContinuous-v1": {
-        "entry_point": "vpt_gym.envs.lm:make_soft_targets_continuous_env_v1",
-        "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
-        "tasks": "Box([-1,1]^2) -> self top-64 distillation gate alpha in [0, 0.5], temperature in [0.25, 4]",
-        "reward": ("preconditioned (AdamW-aware) value with GSM8K solution-NLL feedback; procedural math + prose "
-                   "stream (no GSM8K text)"),
-        "presets": SIZE_PRESETS, "rewards": PRECONDITIONED_FIRST, "cpu_step_ms": {"tiny": 17, "small": 180},
-        "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
-        "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
-        "reads_data": True,
-        "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
+        **_LM_SOFT_TARGETS, "entry_point": "vpt_gym.envs.lm:make_soft_targets_continuous_env_v1", "tasks": _SOFT_BOX,
+        "reward": _V1_REWARD, "rewards": PRECONDITIONED_FIRST, "cpu_step_ms": {"tiny": 17, "small": 180},
     },
     "vpt/LM-Domains-v0": {
         "entry_point": "vpt_gym.envs.lm_domains:make_domains_env",
