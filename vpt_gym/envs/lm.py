@@ -287,7 +287,7 @@ def _make_lm_env(
     )
     env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
                         reward=reward, feedback_momentum=feedback_momentum)
-    env.data_sources = {"math": math_source, "general": general_source, "feedback": corpus.source}
+    env.data_sources = {"math": math_source, "general": general_source}
     return env
 
 
