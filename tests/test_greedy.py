@@ -129,3 +129,53 @@ def test_cosine_lookahead_on_the_lm_env_is_the_cosine_reward_of_each_task():
     _, branches = base.counterfactual(list(range(base.action_space.n)), measure=lambda learner: 0.0)
     realized = [b.outcome.stats.cosine for b in branches]
     np.testing.assert_allclose(values, realized, rtol=1e-5, atol=1e-7)
+
+
+def test_value_gain_lookahead_is_the_probe_loss_drop_of_each_tasks_sgd_step():
+    """value="value_gain" on the toy (SGD): theta' = theta - lr g_pre(task), value = L_probe(theta) - L_probe(theta')
+    with L_probe = 1/2 mean_i |theta - y_i|^2 on the fixed probe batch, computed by hand; the env's value_gain reward
+    of the task taken equals its look-ahead value, and the look-ahead's passes are charged."""
+    env = gym.make("vpt/Toy-Alignment-v0", budget=16, reward="value_gain")
+    base = env.unwrapped
+    env.reset(seed=6)
+    env.step(3)
+    theta = base.learner.module.theta.detach().clone()
+    y = base.feedback.probe_batch().y
+    ledger = dict(base.ledger.as_dict())
+    values = base.lookahead_values()  # the env's reward is value_gain: the look-ahead follows it
+    n = base.action_space.n
+
+    def probe_loss(t):
+        return 0.5 * float(((t[None, :] - y) ** 2).sum(dim=1).mean())
+
+    for a, task in enumerate(base.task_space.tasks):
+        g_pre = theta - base.task_space.samples(base._batch, task).mean(dim=0)
+        expected = probe_loss(theta) - probe_loss(theta - base.learner.lr * g_pre)
+        assert values[a] == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert torch.equal(base.learner.module.theta.detach(), theta)  # the look-ahead changed nothing
+    after = base.ledger.as_dict()
+    assert after["lookahead_backward"] - ledger["lookahead_backward"] == n
+    assert after["feedback_forward"] - ledger["feedback_forward"] == n  # the loss before is the env's cached one
+    assert after["learner_updates"] == ledger["learner_updates"]
+    best = int(np.argmax(values))
+    _, reward, _, _, _ = env.step(best)
+    assert reward == pytest.approx(values[best], rel=1e-12)
+
+
+def test_value_gain_lookahead_on_the_lm_env_is_each_tasks_value_gain_reward():
+    """On the LM menu (AdamW) from an env whose reward is alignment: each look-ahead value equals the value_gain
+    reward the same task earns when a value_gain env, replayed to the same state, takes it."""
+    kwargs = dict(size="tiny", budget=4, eval_items=1, max_new_tokens=4, device="cpu")
+    env = gym.make("vpt/LM-SoftTargets-v1", reward="alignment", **kwargs)
+    base = env.unwrapped
+    env.reset(seed=3)
+    env.step(2)
+    before = base.ledger.feedback_forward
+    values = base.lookahead_values(value="value_gain")
+    assert base.ledger.feedback_forward == before + base.action_space.n + 1  # + the probe loss before
+    for a in (0, 6):
+        other = gym.make("vpt/LM-SoftTargets-v1", reward="value_gain", **kwargs)
+        other.reset(seed=3)
+        other.step(2)
+        _, reward, _, _, _ = other.step(a)
+        assert reward == pytest.approx(values[a], rel=1e-5, abs=1e-7)

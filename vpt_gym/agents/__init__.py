@@ -162,9 +162,11 @@ def make_designer(name: str, env: gym.Env, **kwargs: Any) -> Designer:
 class GreedyDesigner:
     """Greedy look-ahead: each decision, the task with the largest predicted value at the current state.
 
-    Calls :meth:`~vpt_gym.envs.task_design.TaskDesignEnv.lookahead_values` (one backward to the alignment
-    subset S per candidate task, charged in the ledger as ``lookahead_backward``) and takes the argmax among
-    unmasked tasks (ties: the lowest index). For a ``Box`` action space the candidates are a grid with
+    Calls :meth:`~vpt_gym.envs.task_design.TaskDesignEnv.lookahead_values` under the env's reward where the
+    look-ahead computes it (``preconditioned``, ``cosine``, ``value_gain``; else ``alignment``), with the cost
+    charged in the ledger (e.g. one backward to the alignment subset S per candidate task, or for ``value_gain``
+    one branch update and probe forward per task), and takes the argmax among unmasked tasks (ties: the lowest
+    index). For a ``Box`` action space the candidates are a grid with
     ``grid_points`` values per dimension.
 
     Source: the first-order value of V-Pretraining (arXiv 2601.22108, v2 Eq. 8-9), maximized greedily over

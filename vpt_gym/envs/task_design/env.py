@@ -537,7 +537,7 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         force_probe = probe_loss and not self.value_estimator.needs_probe_loss
         if force_probe:
             self._probe_loss = self._measure_probe(self.feedback.loss)
-            saved_probe = self._probe_loss
+        start = {f: getattr(self, f) for f in ("_probe_loss", "_probe_metric") if hasattr(self, f)}
         branches: list[Branch] = []
         try:
             for action in resolved:
@@ -545,8 +545,8 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
                 for g, state in zip(self._rngs, rng_states, strict=True):
                     g.set_state(state)
                 _restore_attributes(parts, part_states)
-                if force_probe:
-                    self._probe_loss = saved_probe
+                for f, value in start.items():  # each branch's probe "before" is the current state's
+                    setattr(self, f, value)
                 if not self._task_dependent:  # the pending graph is spent by each branch's backward
                     self._outputs = self.learner.forward(self._batch)
                 task = self.task_space.task(action)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from vpt_gym.core import Learner, Task, TaskSpace
-from vpt_gym.value import gradient_stats
+from vpt_gym.value import REWARD_CLIP, gradient_stats
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -23,8 +23,10 @@ if TYPE_CHECKING:
     from vpt_gym.budget import Ledger
     from vpt_gym.value import ValueEstimator
 
-LOOKAHEAD_VALUES = ("alignment", "preconditioned", "cosine")
+LOOKAHEAD_VALUES = ("alignment", "preconditioned", "cosine", "value_gain")
 """The values :meth:`LookaheadMixin.lookahead_values` computes."""
+_FOLLOWS_REWARD = ("preconditioned", "cosine", "value_gain")
+"""Reward modes whose own value the look-ahead computes by default (else ``alignment``)."""
 
 
 def _times(precondition: Sequence[torch.Tensor] | None, g: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -32,6 +34,11 @@ def _times(precondition: Sequence[torch.Tensor] | None, g: Sequence[torch.Tensor
     if precondition is None:
         return list(g)
     return [(p * x).to(x.dtype) for p, x in zip(precondition, g, strict=True)]
+
+
+def _no_measure(learner: Any) -> float:
+    """The look-ahead reads the probe loss of each branch only."""
+    return 0.0
 
 
 class _TaskLoss(torch.nn.Module):
@@ -76,6 +83,13 @@ class LookaheadMixin:
 
         def _task_loss(self, task: Task, *, lookahead: bool) -> torch.Tensor: ...
 
+        def counterfactual(self, actions: Sequence[Any] | None = None, *, measure: Any,
+                           probe_loss: bool = False) -> tuple[float, list[Any]]: ...
+
+        def _charge_feedback_data(self, batch: Any) -> None: ...
+
+        feedback: Any
+
     def value_derivative(self, tangent: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable-task hook: (C, D) with D = tangent . grad_S log p on the pending batch's candidates.
 
@@ -110,16 +124,19 @@ class LookaheadMixin:
         ``1 / (sqrt(v_hat_t) + eps)`` of the last update; P = 1 for SGD and before the first update), so the
         value is ``eta * sum_S P * g_down * g_pre(task)``: the ``preconditioned`` reward up to that update's own
         contribution to v_hat and to clipping (V-Pretraining v2 App. B.4). With ``value="cosine"`` it is
-        ``cos(g_down,S, g_pre,S(task))``, the ``cosine`` reward exactly (V-Pretraining v2 Eq. 9 normalized). The
-        learner is not changed.
+        ``cos(g_down,S, g_pre,S(task))``, the ``cosine`` reward exactly (V-Pretraining v2 Eq. 9 normalized).
+        With ``value="value_gain"`` each action's real update is taken on a copy of the learner
+        (:meth:`counterfactual`) and the drop of L_down on the fixed probe batch is measured: the
+        ``value_gain`` reward of that action exactly (a diverged update reads ``-inf``). The learner is not
+        changed.
 
         Args:
             actions: actions to evaluate (default: every task of a ``Discrete`` menu, in index order).
-            value: ``"alignment"``, ``"preconditioned"`` or ``"cosine"``; default: the env's reward when it is
-                ``"preconditioned"`` or ``"cosine"``, else ``"alignment"``.
+            value: a name in :data:`LOOKAHEAD_VALUES`; default: the env's reward when it is
+                ``"preconditioned"``, ``"cosine"`` or ``"value_gain"``, else ``"alignment"``.
 
         Returns:
-            shape [num_actions], float64, unit of L_down (e.g. nats/token).
+            shape [num_actions], float64, unit of L_down (e.g. nats/token; ``cosine``: none).
 
         Cost:
             where the task space is linear in its targets (soft-target LM menus) and
@@ -129,7 +146,11 @@ class LookaheadMixin:
             charged as ``lookahead_backward`` (the forward is shared with the update); where the forward
             depends on the task (``task_space.task_dependent_forward``), also one forward per action,
             charged as ``lookahead_forward`` — or, with ``forward_mode_per_task``, one forward-mode pass per
-            action instead of the forward and the backward.
+            action instead of the forward and the backward. ``value_gain``: per action a learner forward and
+            backward and an optimizer step (``lookahead_forward``, ``lookahead_backward``) and a probe forward
+            (``feedback_forward``, its examples and tokens; one more for the loss before when the env's reward
+            is not ``value_gain``), plus one forward to rebuild the pending update's graph where the forward
+            does not depend on the task.
 
         Raises:
             RuntimeError: before ``reset`` or after the episode ended.
@@ -137,8 +158,7 @@ class LookaheadMixin:
                 ``value``.
         """
         if value is None:
-            value = self.value_estimator.name if self.value_estimator.name in ("preconditioned", "cosine") \
-                else "alignment"
+            value = self.value_estimator.name if self.value_estimator.name in _FOLLOWS_REWARD else "alignment"
         if value not in LOOKAHEAD_VALUES:
             raise ValueError(f"value={value!r} is not accepted; choose one of {LOOKAHEAD_VALUES}")
         if not self._ready or self._done:
@@ -154,11 +174,29 @@ class LookaheadMixin:
         linear_values = getattr(self.task_space, "linear_values", None)
         if value == "cosine":
             return np.asarray([self._task_value(task, cosine=True) for task in tasks], dtype=np.float64)
+        if value == "value_gain":
+            return self._value_gain_lookahead(actions)
         if linear_values is not None and self.forward_mode_lookahead and not self._matched:
             self._ledger.lookahead_forward += 1
             tangent = _times(precondition, self._g_down)
             return lr * linear_values(self.learner, self._batch, self._outputs, tangent, tasks)
         return np.asarray([self._task_value(task, precondition) for task in tasks], dtype=np.float64)
+
+    def _value_gain_lookahead(self, actions: Sequence[Any]) -> np.ndarray:
+        """The ``value_gain`` of each action, from its real update on a copy of the learner (charged)."""
+        _, branches = self.counterfactual(actions, measure=_no_measure, probe_loss=True)
+        n = len(branches)  # counterfactual() restores the ledger: charge its passes here
+        self._ledger.lookahead_forward += n + (0 if self._task_dependent else 1)
+        self._ledger.lookahead_backward += n
+        before = 0 if self.value_estimator.needs_probe_loss else 1  # else the loss before is measured too
+        self._ledger.feedback_forward += n + before
+        probe = self.feedback.probe_batch()
+        for _ in range(n + before):
+            self._charge_feedback_data(probe)
+        values = [-np.inf if b.outcome is None else
+                  float(np.clip(b.outcome.probe_loss_before - b.outcome.probe_loss_after, -REWARD_CLIP, REWARD_CLIP))
+                  for b in branches]
+        return np.asarray(values, dtype=np.float64)
 
     def _lookahead_preconditioner(self) -> list[torch.Tensor] | None:
         """P at the current state for the look-ahead (None: P = 1)."""
