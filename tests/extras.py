@@ -40,11 +40,22 @@ def needs(*extras: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(bool(missing), reason=f"needs the {'/'.join(extras)} extra: {missing} not installed")
 
 
-def env_param(env_id: str, *values: Any, **kwargs: Any) -> Any:
-    """``pytest.param(env_id, *values)`` (id: the env id) that skips when the env's extras are missing."""
-    return pytest.param(env_id, *values, marks=[needs(*env_extras(env_id))], id=kwargs.get("id", env_id))
+def superseded(env_id: str) -> bool:
+    """Whether a newer version of ``env_id`` is registered (``vpt/X-v0`` when ``vpt/X-v1`` exists)."""
+    name, _, version = env_id.rpartition("-v")
+    return f"{name}-v{int(version) + 1}" in ENV_IDS
 
 
-def env_params(env_ids: Any = None) -> list[Any]:
+def env_param(env_id: str, *values: Any, latest_only: bool = False, **kwargs: Any) -> Any:
+    """``pytest.param(env_id, *values)`` (id: the env id) that skips when the env's extras are missing; with
+    ``latest_only``, a :func:`superseded` id is marked ``slow`` (its version differs from the newest only in
+    defaults, on the same code: the default run checks the newest, ``-m slow`` every version)."""
+    marks = [needs(*env_extras(env_id))]
+    if latest_only and superseded(env_id):
+        marks.append(pytest.mark.slow)
+    return pytest.param(env_id, *values, marks=marks, id=kwargs.get("id", env_id))
+
+
+def env_params(env_ids: Any = None, *, latest_only: bool = False) -> list[Any]:
     """:func:`env_param` of every id of ``env_ids`` (default: every registered id, in registry order)."""
-    return [env_param(e) for e in (ENV_IDS if env_ids is None else env_ids)]
+    return [env_param(e, latest_only=latest_only) for e in (ENV_IDS if env_ids is None else env_ids)]

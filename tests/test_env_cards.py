@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
-from extras import env_params
+from extras import env_params, needs
 
 import vpt_gym  # noqa: F401  (registers the ids)
 from vpt_gym.cli import (
@@ -152,7 +152,9 @@ def test_registry_fields_are_valid() -> None:
 
     for env_id, spec in ENV_IDS.items():
         assert spec["rewards"] and set(spec["rewards"]) <= set(VALUE_ESTIMATORS), env_id
-        default = "preconditioned" if env_id.startswith("vpt/LM-SoftTargets") and env_id.endswith("-v1") else "alignment"
+        v1 = env_id.endswith("-v1")  # README "Reward validity": v1 LM ids preconditioned, v1 SSL ids value_gain
+        default = ("preconditioned" if v1 and env_id.startswith("vpt/LM-") else
+                   "value_gain" if v1 and env_id.startswith("vpt/SSL-") else "alignment")
         assert spec["rewards"][0] == default, f"{env_id}: the default reward comes first"
         presets = VISION_PRESETS if env_id.startswith("vpt/SSL-") else LM_PRESETS if "/LM-" in env_id else {}
         assert tuple(spec["presets"]) == tuple(presets), env_id
@@ -226,7 +228,7 @@ def _coverage(names: tuple[str, ...], observation_section: list[str], k: int) ->
     return problems
 
 
-@pytest.mark.parametrize("env_id", env_params())
+@pytest.mark.parametrize("env_id", env_params(latest_only=True))
 def test_card_documents_every_observation_feature(env_id: str) -> None:
     env = gym.make(env_id, **ENV_IDS[env_id]["smoke_kwargs"])
     base = env.unwrapped
@@ -270,3 +272,44 @@ def test_lm_versions_build_their_documented_defaults() -> None:
     assert explicit.data_sources["math"] == v0.data_sources["math"] and explicit.learner.lr == 3e-4
     with pytest.raises(ValueError, match=r"math_stream='web' is not accepted.*procedural"):
         gym.make("vpt/LM-SoftTargets-v1", size="tiny", math_stream="web")
+
+
+def test_domains_versions_build_their_documented_defaults() -> None:
+    """LM-Domains v0 keeps GSM8K solutions as its math domain and alignment; v1 has the procedural math domain
+    (and its tokenizer), lr 1e-4 at small only, the preconditioned reward; the math domain's pretraining windows
+    hold no GSM8K feedback or eval problem either way."""
+    from vpt_gym.envs.lm import LM_PRESETS
+    from vpt_gym.envs.lm_domains import DOMAINS_VERSIONS
+    from vpt_gym.lm.corpus import PROCEDURAL_SOURCE
+
+    kwargs = {"size": "tiny", "device": "cpu", "heldout_eval_windows": 4}
+    v0 = gym.make("vpt/LM-Domains-v0", **kwargs).unwrapped
+    v1 = gym.make("vpt/LM-Domains-v1", **kwargs).unwrapped
+    assert v0.data_sources["math"].startswith("gsm8k:") and v0.value_estimator.name == "alignment"
+    assert v1.data_sources["math"] == PROCEDURAL_SOURCE and v1.value_estimator.name == "preconditioned"
+    assert v0.learner.lr == v1.learner.lr == LM_PRESETS["tiny"].lr
+    assert DOMAINS_VERSIONS[1].lr == {"small": 1e-4}
+    assert v0.data_sources["code"] == v1.data_sources["code"] and v0.data_sources["prose"] == v1.data_sources["prose"]
+    with pytest.raises(ValueError, match=r"math_stream='web' is not accepted.*procedural"):
+        gym.make("vpt/LM-Domains-v1", size="tiny", math_stream="web")
+
+
+@needs("vision")
+def test_ssl_versions_differ_only_in_the_default_reward() -> None:
+    """SSL v1 ids default to value_gain; with an explicit reward= a v1 episode equals v0's bit for bit (same learner,
+    menu, data and generators)."""
+    import numpy as np
+
+    for family in ("SSL-Augment", "SSL-MaskContinuous"):
+        v1 = gym.make(f"vpt/{family}-v1", size="tiny", budget=3, device="cpu")
+        assert v1.unwrapped.value_estimator.name == "value_gain", family
+    v0 = gym.make("vpt/SSL-Mask-v0", size="tiny", budget=3, device="cpu")
+    same = gym.make("vpt/SSL-Mask-v1", size="tiny", budget=3, device="cpu", reward="alignment")
+    assert v0.unwrapped.value_estimator.name == "alignment"
+    runs = []
+    for env in (v0, same):
+        obs, _ = env.reset(seed=2)
+        steps = [env.step(a) for a in (0, 5, 12)]
+        runs.append((obs, [float(r) for _, r, *_ in steps], steps[-1][4]["eval"]))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1] and runs[0][2] == runs[1][2]

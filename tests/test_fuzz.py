@@ -21,6 +21,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
+from extras import env_params  # noqa: E402
+
 import vpt_gym  # noqa: E402,F401
 from vpt_gym.envs import ENV_IDS  # noqa: E402
 
@@ -228,7 +230,7 @@ RANGES: dict[str, dict[str, tuple]] = {
            "lr": ("float", 1e-300, None)},
     "vision": {**COMMON, "batch_size": ("int", 1, None), "feedback_size": ("int", 1, None),
                "eval_size": ("int", 1, None), "num_local": ("int", 0, None), "split_seed": ("int", 0, None),
-               "lr": ("float", 1e-300, None)},
+               "lr": ("float", 1e-300, None), "probe_size": ("int", 1, None)},
 }
 SOFT_TARGETS = {"math_fraction": ("float", 0.0, 1.0), "top_k": ("int", 2, 512), "alpha_max": ("float", 1e-300, 1.0)}
 WRONG_FOR = {
@@ -268,7 +270,7 @@ def _needs(env_id: str) -> None:
         pytest.importorskip("torchvision", reason="the vision envs need the 'vision' extra")
 
 
-@pytest.mark.parametrize("env_id", list(ENV_IDS))
+@pytest.mark.parametrize("env_id", env_params(latest_only=True))
 def test_bad_env_keywords_raise_a_value_error_naming_them(env_id: str, data_dir) -> None:
     _needs(env_id)
     smoke = dict(ENV_IDS[env_id]["smoke_kwargs"])

@@ -170,7 +170,7 @@ class _BoxEnv(gym.Env):
 
 def test_discrete_only_algos_check_the_built_space(monkeypatch: pytest.MonkeyPatch) -> None:
     env_id = "vpt/BoxTest-v0"
-    monkeypatch.setitem(ENV_IDS, env_id, {"tasks": "Discrete(?) (described wrongly on purpose)"})
+    monkeypatch.setitem(ENV_IDS, env_id, {"action": "discrete"})  # registered wrongly on purpose
     monkeypatch.setitem(gym.registry, env_id, gym.envs.registration.EnvSpec(env_id, entry_point=_BoxEnv))
     with pytest.raises(ValueError, match=r"'dqn' needs a Discrete action space; vpt/BoxTest-v0 has Box"):
         make_vec_env(env_id, algo="dqn")
@@ -231,7 +231,7 @@ def test_rl_zoo_files_match_the_presets(algo: str) -> None:
         assert {k: v for k, v in params.items() if k not in ZOO_KEYS} == hyperparameters(algo), env_id
         assert params["normalize"] is True and params["n_envs"] == 1
         if ALGOS[algo].discrete_only:
-            assert not ENV_IDS[env_id]["tasks"].startswith("Box"), env_id
+            assert ENV_IDS[env_id]["action"] == "discrete", env_id
     with pytest.raises(ValueError, match="maskable_ppo.*accepted: \\['a2c', 'dqn', 'ppo'\\]"):
         hyperparams_file("maskable_ppo")
 

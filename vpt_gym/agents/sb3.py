@@ -194,12 +194,12 @@ def _require(*modules: str) -> None:
 
 
 def _check_action_space(preset: AlgoPreset, space: gym.Space | str, env_id: str) -> None:
-    """Raise for a Discrete-only algo on another action space (``space``: the space, or the registry's
-    ``tasks`` description, which starts with the space's class name)."""
-    discrete = isinstance(space, gym.spaces.Discrete) or (isinstance(space, str) and not space.startswith("Box"))
+    """Raise for a Discrete-only algo on another action space (``space``: the built space, or the registry's
+    ``action`` kind, ``"discrete"`` or ``"box"``, before the env is built)."""
+    discrete = isinstance(space, gym.spaces.Discrete) or space == "discrete"
     if preset.discrete_only and not discrete:
         accepted = sorted(name for name, p in ALGOS.items() if not p.discrete_only)
-        described = space.split(":")[0].split(" ->")[0] if isinstance(space, str) else space
+        described = "a Box action space" if space == "box" else space
         raise ValueError(f"algo {preset.name!r} needs a Discrete action space; {env_id} has {described}; "
                          f"accepted algos for it: {accepted}")
 
@@ -354,7 +354,7 @@ def train(env_id: str, algo: str, timesteps: int, seed: int, out_dir: str | os.P
     preset = _preset(algo)
     if env_id not in ENV_IDS:
         raise ValueError(f"unknown env id {env_id!r}; accepted: {sorted(ENV_IDS)}")
-    _check_action_space(preset, str(ENV_IDS[env_id].get("tasks", "")), env_id)  # before building the env
+    _check_action_space(preset, str(ENV_IDS[env_id].get("action", "discrete")), env_id)  # before building it
     if isinstance(timesteps, bool) or not isinstance(timesteps, (int, np.integer)) or timesteps < 1:
         raise ValueError(f"timesteps must be an integer >= 1, got {timesteps!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -18,7 +18,9 @@ import gymnasium
 REWARD_MODES: tuple[str, ...] = ("alignment", "cosine", "value_gain", "metric_gain", "advantage", "preconditioned")
 """The ``reward=`` names every env accepts (default first); :data:`vpt_gym.value.VALUE_ESTIMATORS` holds them."""
 PRECONDITIONED_FIRST: tuple[str, ...] = ("preconditioned",) + tuple(m for m in REWARD_MODES if m != "preconditioned")
-""":data:`REWARD_MODES` with ``preconditioned`` (the default of the ``-v1`` LM-SoftTargets ids) first."""
+""":data:`REWARD_MODES` with ``preconditioned`` (the default of the ``-v1`` LM ids) first."""
+VALUE_GAIN_FIRST: tuple[str, ...] = ("value_gain",) + tuple(m for m in REWARD_MODES if m != "value_gain")
+""":data:`REWARD_MODES` with ``value_gain`` (the default of the ``-v1`` SSL ids) first."""
 SIZE_PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
 """The ``size=`` presets of the LM and vision envs (the toy env has none)."""
 
@@ -36,13 +38,45 @@ _SOFT_MENU = ("Discrete(7): one_hot (standard) | uniform top-64 smoothing | self
 _SOFT_BOX = "Box([-1,1]^2) -> self top-64 distillation gate alpha in [0, 0.5], temperature in [0.25, 4]"
 _V1_REWARD = ("preconditioned (AdamW-aware) value with GSM8K solution-NLL feedback; procedural math + prose "
               "stream (no GSM8K text)")
+_LM_DOMAINS: dict[str, Any] = {
+    "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
+    "presets": SIZE_PRESETS, "cpu_step_ms": {"tiny": 17, "small": 180},
+    "keywords_of": "vpt_gym.envs.lm_domains:_make_domains_env",
+    "eval_metrics": ("eval_nll", "gsm8k/eval_nll", "gsm8k/eval_pass@1", "gsm8k/eval_items", "code/eval_nll",
+                     "code/eval_items"), "eval_metric_pattern": r"[^/]+/eval_[\w@]+",
+    "reads_data": True,
+    "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8, "heldout_eval_windows": 4},
+}
+"""Registry fields the four LM-Domains ids (v0, v1, each Discrete and Box) share."""
+_DOMAIN_MENU = ("Discrete(4): uniform mixture (standard) | only_math | only_code | only_prose (data domain of the "
+                "update)")
+_DOMAIN_BOX = "Box([-1,1]^3) -> domain mixture softmax(3a) over math | code | prose"
+_DOMAINS_V0_REWARD = ("alignment with multitask feedback: GSM8K solution NLL + held-out stdlib code NLL (optional "
+                      "domain-matched)")
+_DOMAINS_V1_REWARD = ("preconditioned (AdamW-aware) value with multitask feedback: GSM8K solution NLL + held-out "
+                      "stdlib code NLL; procedural math domain (no GSM8K text)")
+_SSL: dict[str, Any] = {
+    "learner": "torchvision ViT student + EMA teacher, DINO (or SimCLR) loss, AdamW (tiny/small/paper)",
+    "presets": SIZE_PRESETS, "keywords_of": "vpt_gym.envs.vision:_make_ssl_env",
+    "eval_metrics": ("probe_accuracy", "probe_loss", "eval_images", "miou", "pixel_accuracy", "seg_loss"),
+    "reads_data": False,
+    "smoke_kwargs": {"size": "tiny", "budget": 8},
+}
+"""Registry fields the six SSL ids (v0, v1 of SSL-Augment, SSL-Mask, SSL-MaskContinuous) share."""
+_AUGMENT_MENU = "Discrete(6): dino_standard (standard) | weak | tight_crops | strong_color | heavy_blur | crop_only"
+_MASK_MENU = ("Discrete(13): no_mask (standard) | keep-mask {random, block, centre, grid} x keep {0.4, 0.55, 0.7}, "
+              "blur fill")
+_MASK_BOX = "Box([-1,1]^2) -> random keep-mask keep ratio in [0.25, 1], blur sigma in [0.5, 4] px"
+_SSL_V0_REWARD = "alignment with probe-head feedback (classification CE + pixelwise segmentation CE) on real MNIST"
+_SSL_V1_REWARD = ("value_gain (measured probe-loss drop) with probe-head feedback (classification CE + pixelwise "
+                  "segmentation CE) on real MNIST")
 
 ENV_IDS: dict[str, dict[str, Any]] = {
     "vpt/Toy-Alignment-v0": {
         "entry_point": "vpt_gym.envs.toy:make_toy_env",
         "learner": "closed-form point in R^8, SGD",
         "tasks": "Discrete(5): mixture (standard) | source_0..source_3 (drifting alignment)",
-        "reward": "alignment (eta g_down.g_pre, analytic feedback)",
+        "action": "discrete", "reward": "alignment (eta g_down.g_pre, analytic feedback)",
         "presets": (), "rewards": REWARD_MODES, "cpu_step_ms": {"default": 0.9},
         "keywords_of": "vpt_gym.envs.toy:ToyConfig",
         "eval_metrics": ("eval_loss", "eval_solved_fraction"),
@@ -51,85 +85,73 @@ ENV_IDS: dict[str, dict[str, Any]] = {
     },
     "vpt/LM-SoftTargets-v0": {
         **_LM_SOFT_TARGETS, "entry_point": "vpt_gym.envs.lm:make_soft_targets_env", "tasks": _SOFT_MENU,
-        "reward": "alignment with GSM8K solution-NLL feedback", "rewards": REWARD_MODES,
+        "action": "discrete", "reward": "alignment with GSM8K solution-NLL feedback", "rewards": REWARD_MODES,
         "cpu_step_ms": {"tiny": 17, "small": 160},
     },
     "vpt/LM-SoftTargetsContinuous-v0": {
         **_LM_SOFT_TARGETS, "entry_point": "vpt_gym.envs.lm:make_soft_targets_continuous_env", "tasks": _SOFT_BOX,
-        "reward": "alignment with GSM8K solution-NLL feedback", "rewards": REWARD_MODES,
+        "action": "box", "reward": "alignment with GSM8K solution-NLL feedback", "rewards": REWARD_MODES,
         "cpu_step_ms": {"tiny": 17, "small": 180},
     },
     "vpt/LM-SoftTargets-v1": {
         **_LM_SOFT_TARGETS, "entry_point": "vpt_gym.envs.lm:make_soft_targets_env_v1", "tasks": _SOFT_MENU,
-        "reward": _V1_REWARD, "rewards": PRECONDITIONED_FIRST, "cpu_step_ms": {"tiny": 17, "small": 160},
+        "action": "discrete", "reward": _V1_REWARD, "rewards": PRECONDITIONED_FIRST,
+        "cpu_step_ms": {"tiny": 17, "small": 160},
     },
     "vpt/LM-SoftTargetsContinuous-v1": {
         **_LM_SOFT_TARGETS, "entry_point": "vpt_gym.envs.lm:make_soft_targets_continuous_env_v1", "tasks": _SOFT_BOX,
-        "reward": _V1_REWARD, "rewards": PRECONDITIONED_FIRST, "cpu_step_ms": {"tiny": 17, "small": 180},
+        "action": "box", "reward": _V1_REWARD, "rewards": PRECONDITIONED_FIRST,
+        "cpu_step_ms": {"tiny": 17, "small": 180},
     },
     "vpt/LM-Domains-v0": {
-        "entry_point": "vpt_gym.envs.lm_domains:make_domains_env",
-        "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
-        "tasks": ("Discrete(4): uniform mixture (standard) | only_math | only_code | only_prose (data domain of the "
-                  "update)"),
-        "reward": ("alignment with multitask feedback: GSM8K solution NLL + held-out stdlib code NLL (optional "
-                   "domain-matched)"),
-        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 180},
-        "keywords_of": "vpt_gym.envs.lm_domains:_make_domains_env",
-        "eval_metrics": ("eval_nll", "gsm8k/eval_nll", "gsm8k/eval_pass@1", "gsm8k/eval_items", "code/eval_nll",
-                         "code/eval_items"), "eval_metric_pattern": r"[^/]+/eval_[\w@]+",
-        "reads_data": True,
-        "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8, "heldout_eval_windows": 4},
+        **_LM_DOMAINS, "entry_point": "vpt_gym.envs.lm_domains:make_domains_env", "tasks": _DOMAIN_MENU,
+        "action": "discrete", "reward": _DOMAINS_V0_REWARD, "rewards": REWARD_MODES,
     },
     "vpt/LM-DomainsContinuous-v0": {
-        "entry_point": "vpt_gym.envs.lm_domains:make_domains_continuous_env",
-        "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
-        "tasks": "Box([-1,1]^3) -> domain mixture softmax(3a) over math | code | prose",
-        "reward": ("alignment with multitask feedback: GSM8K solution NLL + held-out stdlib code NLL (optional "
-                   "domain-matched)"),
-        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 17, "small": 180},
-        "keywords_of": "vpt_gym.envs.lm_domains:_make_domains_env",
-        "eval_metrics": ("eval_nll", "gsm8k/eval_nll", "gsm8k/eval_pass@1", "gsm8k/eval_items", "code/eval_nll",
-                         "code/eval_items"), "eval_metric_pattern": r"[^/]+/eval_[\w@]+",
-        "reads_data": True,
-        "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8, "heldout_eval_windows": 4},
+        **_LM_DOMAINS, "entry_point": "vpt_gym.envs.lm_domains:make_domains_continuous_env", "tasks": _DOMAIN_BOX,
+        "action": "box", "reward": _DOMAINS_V0_REWARD, "rewards": REWARD_MODES,
+    },
+    "vpt/LM-Domains-v1": {
+        **_LM_DOMAINS, "entry_point": "vpt_gym.envs.lm_domains:make_domains_env_v1", "tasks": _DOMAIN_MENU,
+        "action": "discrete", "reward": _DOMAINS_V1_REWARD, "rewards": PRECONDITIONED_FIRST,
+    },
+    "vpt/LM-DomainsContinuous-v1": {
+        **_LM_DOMAINS, "entry_point": "vpt_gym.envs.lm_domains:make_domains_continuous_env_v1", "tasks": _DOMAIN_BOX,
+        "action": "box", "reward": _DOMAINS_V1_REWARD, "rewards": PRECONDITIONED_FIRST,
     },
     "vpt/SSL-Augment-v0": {
-        "entry_point": "vpt_gym.envs.vision:make_ssl_augment_env",
-        "learner": "torchvision ViT student + EMA teacher, DINO (or SimCLR) loss, AdamW (tiny/small/paper)",
-        "tasks": "Discrete(6): dino_standard (standard) | weak | tight_crops | strong_color | heavy_blur | crop_only",
-        "reward": "alignment with probe-head feedback (classification CE + pixelwise segmentation CE) on real MNIST",
-        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 21, "small": 440},
-        "keywords_of": "vpt_gym.envs.vision:_make_ssl_env",
-        "eval_metrics": ("probe_accuracy", "probe_loss", "eval_images", "miou", "pixel_accuracy", "seg_loss"),
-        "reads_data": False,
-        "smoke_kwargs": {"size": "tiny", "budget": 8},
+        **_SSL, "entry_point": "vpt_gym.envs.vision:make_ssl_augment_env", "tasks": _AUGMENT_MENU,
+        "action": "discrete", "reward": _SSL_V0_REWARD, "rewards": REWARD_MODES,
+        "cpu_step_ms": {"tiny": 21, "small": 440},
     },
     "vpt/SSL-Mask-v0": {
-        "entry_point": "vpt_gym.envs.vision:make_ssl_mask_env",
-        "learner": "torchvision ViT student + EMA teacher, DINO (or SimCLR) loss, AdamW (tiny/small/paper)",
-        "tasks": ("Discrete(13): no_mask (standard) | keep-mask {random, block, centre, grid} x keep {0.4, 0.55, "
-                  "0.7}, blur fill"),
-        "reward": "alignment with probe-head feedback (classification CE + pixelwise segmentation CE) on real MNIST",
-        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 21, "small": 450},
-        "keywords_of": "vpt_gym.envs.vision:_make_ssl_env",
-        "eval_metrics": ("probe_accuracy", "probe_loss", "eval_images", "miou", "pixel_accuracy", "seg_loss"),
-        "reads_data": False,
-        "smoke_kwargs": {"size": "tiny", "budget": 8},
+        **_SSL, "entry_point": "vpt_gym.envs.vision:make_ssl_mask_env", "tasks": _MASK_MENU,
+        "action": "discrete", "reward": _SSL_V0_REWARD, "rewards": REWARD_MODES,
+        "cpu_step_ms": {"tiny": 21, "small": 450},
     },
     "vpt/SSL-MaskContinuous-v0": {
-        "entry_point": "vpt_gym.envs.vision:make_ssl_mask_continuous_env",
-        "learner": "torchvision ViT student + EMA teacher, DINO (or SimCLR) loss, AdamW (tiny/small/paper)",
-        "tasks": "Box([-1,1]^2) -> random keep-mask keep ratio in [0.25, 1], blur sigma in [0.5, 4] px",
-        "reward": "alignment with probe-head feedback (classification CE + pixelwise segmentation CE) on real MNIST",
-        "presets": SIZE_PRESETS, "rewards": REWARD_MODES, "cpu_step_ms": {"tiny": 21, "small": 550},
-        "keywords_of": "vpt_gym.envs.vision:_make_ssl_env",
-        "eval_metrics": ("probe_accuracy", "probe_loss", "eval_images", "miou", "pixel_accuracy", "seg_loss"),
-        "reads_data": False,
-        "smoke_kwargs": {"size": "tiny", "budget": 8},
+        **_SSL, "entry_point": "vpt_gym.envs.vision:make_ssl_mask_continuous_env", "tasks": _MASK_BOX,
+        "action": "box", "reward": _SSL_V0_REWARD, "rewards": REWARD_MODES,
+        "cpu_step_ms": {"tiny": 21, "small": 550},
+    },
+    "vpt/SSL-Augment-v1": {
+        **_SSL, "entry_point": "vpt_gym.envs.vision:make_ssl_augment_env_v1", "tasks": _AUGMENT_MENU,
+        "action": "discrete", "reward": _SSL_V1_REWARD, "rewards": VALUE_GAIN_FIRST,
+        "cpu_step_ms": {"tiny": 21, "small": 440},
+    },
+    "vpt/SSL-Mask-v1": {
+        **_SSL, "entry_point": "vpt_gym.envs.vision:make_ssl_mask_env_v1", "tasks": _MASK_MENU,
+        "action": "discrete", "reward": _SSL_V1_REWARD, "rewards": VALUE_GAIN_FIRST,
+        "cpu_step_ms": {"tiny": 21, "small": 450},
+    },
+    "vpt/SSL-MaskContinuous-v1": {
+        **_SSL, "entry_point": "vpt_gym.envs.vision:make_ssl_mask_continuous_env_v1", "tasks": _MASK_BOX,
+        "action": "box", "reward": _SSL_V1_REWARD, "rewards": VALUE_GAIN_FIRST,
+        "cpu_step_ms": {"tiny": 21, "small": 550},
     },
 }
 """Registered ids: entry point, one-line descriptions of learner, task menu and reward (``vpt-gym list``),
+``action`` (the action space's kind: ``"discrete"`` for a task menu, ``"box"`` for a continuous family),
 ``presets`` (``size=`` values), ``rewards`` (accepted ``reward=`` names), ``cpu_step_ms``, ``keywords_of``
 (the callable whose keyword parameters the factory's ``**kwargs`` forwards to; see :func:`env_keywords`),
 ``eval_metrics`` (the keys of ``info["eval"]`` with the default arguments; ``eval_metric_pattern``: a regex of

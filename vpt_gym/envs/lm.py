@@ -98,9 +98,30 @@ PROCEDURAL_MATH_SIZE = 6000
 """Texts in the procedural math stream (about GSM8K train's unlabeled part, 6,449)."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class LMResources:
+    """The shared, read-only parts of the LM envs' ``tiny``/``small`` presets (:func:`lm_resources`).
+
+    Attributes:
+        corpus: the GSM8K splits (:class:`~vpt_gym.lm.corpus.MathCorpus`: unlabeled, feedback, eval).
+        general_source: the general prose's source name.
+        tokenizer: the byte-level BPE ``tokenizers.Tokenizer`` trained on the general and math pretraining text.
+        domains: ``{"math", "general"}`` -> the tokenized stream (int64 token ids, documents joined by EOS).
+        state: the base checkpoint's state dict (theta_0).
+        math_source: the math stream's source name (GSM8K train, or :data:`~vpt_gym.lm.corpus.PROCEDURAL_SOURCE`).
+    """
+
+    corpus: Any
+    general_source: str
+    tokenizer: Any
+    domains: Mapping[str, torch.Tensor]
+    state: Mapping[str, torch.Tensor]
+    math_source: str
+
+
 @functools.lru_cache(maxsize=4)
 def lm_resources(size: str, data_dir: Path | None, cache: Path, feedback_size: int, split_seed: int,
-                 math_stream: str = "gsm8k"):
+                 math_stream: str = "gsm8k") -> LMResources:
     """The shared parts of the LM envs' ``tiny``/``small`` presets, built once per process (treat as read-only).
 
     Args:
@@ -112,15 +133,12 @@ def lm_resources(size: str, data_dir: Path | None, cache: Path, feedback_size: i
             part (``"gsm8k"``) or :data:`PROCEDURAL_MATH_SIZE` procedural problems seeded by ``split_seed``.
 
     Returns:
-        ``(corpus, general_source, tokenizer, domains, state, math_source)``: the math corpus splits, the
-        general text's source, the byte-level BPE tokenizer (trained on the general and math pretraining
-        text), the tokenized ``{"math", "general"}`` streams and the base checkpoint's state dict (theta_0)
-        and the math stream's source.
+        An :class:`LMResources`.
     """
     preset = LM_PRESETS[size]
     corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
     general, general_source = load_general_text(data_dir)
-    math_texts, math_source = _math_stream_texts(math_stream, corpus, split_seed)
+    math_texts, math_source = math_stream_texts(math_stream, corpus, split_seed)
     general_chunks = _chunks(general)
     assert preset.base is not None
     tokenizer = build_tokenizer(general_chunks + math_texts, vocab_size=preset.base.vocab_size, cache_dir=cache)
@@ -130,17 +148,21 @@ def lm_resources(size: str, data_dir: Path | None, cache: Path, feedback_size: i
                "general": tokenize_text(tokenizer, general_chunks, eos)}
     base = load_or_pretrain_base(preset.base, tokenizer.to_str(), domains["general"], cache)
     state = {k: v.detach().clone() for k, v in base.state_dict().items()}
-    return corpus, general_source, tokenizer, domains, state, math_source
+    return LMResources(corpus=corpus, general_source=general_source, tokenizer=tokenizer, domains=domains,
+                       state=state, math_source=math_source)
 
 
-def _math_stream_texts(math_stream: str, corpus, split_seed: int) -> tuple[list[str], str]:
-    """The math pretraining texts of ``math_stream`` and their source name."""
+def math_stream_texts(math_stream: str, corpus, split_seed: int) -> tuple[list[str], str]:
+    """The math pretraining texts of ``math_stream`` (a name in :data:`MATH_STREAMS`) and their source name:
+    ``corpus.unlabeled`` as ``Question:/Answer:`` texts (``"gsm8k"``) or :data:`PROCEDURAL_MATH_SIZE`
+    procedural problems seeded by ``split_seed`` (``"procedural"``)."""
     if math_stream == "procedural":
         return procedural_math_texts(split_seed, PROCEDURAL_MATH_SIZE), PROCEDURAL_SOURCE
     return problem_texts(corpus.unlabeled), corpus.source
 
 
-def _check_choice(name: str, value: Any, accepted) -> None:
+def check_choice(name: str, value: Any, accepted) -> None:
+    """Raise ``ValueError`` naming ``value`` and the accepted names unless ``value in accepted``."""
     if value not in accepted:
         raise ValueError(f"{name}={value!r} is not accepted; choose one of {sorted(accepted)}")
 
@@ -160,7 +182,7 @@ def check_lm_options(*, size: str, budget: int | None, updates_per_decision: int
         ValueError: an unknown size, reward or dtype; a bad budget, lr or count; ``model`` missing for
             ``size="paper"`` or given for another size. RuntimeError: CUDA requested without a GPU.
     """
-    _check_choice("size", size, LM_PRESETS)
+    check_choice("size", size, LM_PRESETS)
     preset = LM_PRESETS[size]
     budget_obj = Budget.of(preset.budget if budget is None else budget, updates_per_decision=updates_per_decision,
                            feedback_period=feedback_period)
@@ -176,13 +198,13 @@ def check_lm_options(*, size: str, budget: int | None, updates_per_decision: int
         raise ValueError(f"model={model!r} is only used by size='paper'; tiny/small build their own base")
     dev = resolve_device(device)
     chosen_dtype = dtype or (preset.dtype if dev.type == "cuda" else "float32")
-    _check_choice("dtype", chosen_dtype, {"float32", "bfloat16"})
+    check_choice("dtype", chosen_dtype, {"float32", "bfloat16"})
     return preset, budget_obj, dev, chosen_dtype
 
 
 @dataclass(frozen=True, kw_only=True)
 class LMVersion:
-    """What an LM-SoftTargets env version fixes on top of the size presets (see the cards' Version History).
+    """What a version of the LM ids (LM-SoftTargets, LM-Domains) fixes on top of the size presets (Version History).
 
     Attributes:
         math_stream: the default ``math_stream`` (a name in :data:`MATH_STREAMS`).
@@ -193,6 +215,18 @@ class LMVersion:
     math_stream: str
     lr: Mapping[str, float]
     reward: str
+
+    def resolve(self, size: str, math_stream: str | None, lr: float | None,
+                reward: str | None) -> tuple[str, float | None, str]:
+        """``(math_stream, lr, reward)`` with this version's default for each one given as ``None`` (``lr``
+        stays ``None`` where the size preset's applies).
+
+        Raises:
+            ValueError: a ``math_stream`` not in :data:`MATH_STREAMS`.
+        """
+        math_stream = self.math_stream if math_stream is None else math_stream
+        check_choice("math_stream", math_stream, MATH_STREAMS)
+        return math_stream, self.lr.get(size) if lr is None else lr, self.reward if reward is None else reward
 
 
 LM_VERSIONS: dict[int, LMVersion] = {
@@ -238,13 +272,7 @@ def _make_lm_env(
     check_feedback_momentum(feedback_momentum)
     if not 0.0 <= math_fraction <= 1.0:
         raise ValueError(f"math_fraction must be in [0, 1], got {math_fraction}")
-    defaults = LM_VERSIONS[version]
-    math_stream = defaults.math_stream if math_stream is None else math_stream
-    _check_choice("math_stream", math_stream, MATH_STREAMS)
-    if lr is None:
-        lr = defaults.lr.get(size)
-    if reward is None:
-        reward = defaults.reward
+    math_stream, lr, reward = LM_VERSIONS[version].resolve(size, math_stream, lr, reward)
     preset, budget_obj, dev, chosen_dtype = check_lm_options(
         size=size, budget=budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period,
         reward=reward, lr=lr, model=model, device=device, dtype=dtype,
@@ -270,8 +298,9 @@ def _make_lm_env(
     else:
         from vpt_gym.lm.model import build_gpt2
 
-        corpus, general_source, tokenizer, domains, state, math_source = lm_resources(
-            size, data_dir, folder, feedback_size, split_seed, math_stream)
+        shared = lm_resources(size, data_dir, folder, feedback_size, split_seed, math_stream)
+        corpus, general_source, tokenizer = shared.corpus, shared.general_source, shared.tokenizer
+        domains, state, math_source = shared.domains, shared.state, shared.math_source
         net = build_gpt2(preset.base)
         net.load_state_dict(state)
         eos, context = None, preset.base.context_length
@@ -305,7 +334,7 @@ def _load_pretrained(model: str, data_dir: Path | None, feedback_size: int, spli
     net = AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32)
     corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
     general, general_source = load_general_text(data_dir)
-    math_texts, math_source = _math_stream_texts(math_stream, corpus, split_seed)
+    math_texts, math_source = math_stream_texts(math_stream, corpus, split_seed)
     domains = {"math": tokenize_text(tokenizer, math_texts, eos),
                "general": tokenize_text(tokenizer, _chunks(general), eos)}
     return net, tokenizer, eos, corpus, general_source, domains, math_source
@@ -343,9 +372,7 @@ _LM_CARD = """
         + eps), the first-order value of the AdamW step (v2 App. B.4); under AdamW the step is not eta g_pre,
         and this value ranks the tasks by their realized held-out drop far better than ``alignment`` (README
         "Reward validity"). Also ``cosine``, ``value_gain``, ``metric_gain`` (Pass@1 on the probe
-        batch: greedy decoding every update), ``advantage`` and ``preconditioned`` (eta sum_S g_down * g /
-        (sqrt(v_hat) + eps), the first-order value of the AdamW step, v2 App. B.4). Source: V-Pretraining v2
-        Eq. 8-9, 28.
+        batch: greedy decoding every update) and ``advantage``. Source: V-Pretraining v2 Eq. 8-9, 28.
 
     Episode End:
         ``terminated`` when the budget of learner updates is spent or on divergence (``info["diverged"]``);

@@ -1,4 +1,4 @@
-"""``vpt/LM-Domains-v0`` (and its continuous variant): choose which data domain feeds the next learner update.
+"""``vpt/LM-Domains-v0``/``-v1`` (and continuous variants): choose which data domain feeds the next learner update.
 
 The action picks a mixture over declared text domains (:mod:`vpt_gym.lm.domains`: GSM8K worked solutions,
 standard-library code, prose); each pretraining row's domain is drawn from it, and the reward is the
@@ -23,7 +23,7 @@ from gymnasium import spaces
 
 from vpt_gym.core import Task
 from vpt_gym.envs import card
-from vpt_gym.envs.lm import check_lm_options, lm_resources
+from vpt_gym.envs.lm import LMVersion, check_lm_options, lm_resources, math_stream_texts
 from vpt_gym.envs.task_design import LOSS_CAP, TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.lm.corpus import EOS_TOKEN, load_math_corpus, problem_texts, resolve_data_dir
@@ -33,7 +33,6 @@ from vpt_gym.lm.domains import (
     TextDomain,
     check_mixture,
     code_domain,
-    math_domain,
     prose_domain,
     tokenize_domains,
 )
@@ -216,10 +215,11 @@ class DomainMixtureTaskSpace:
 # ----------------------------------------------------------------------------------------------- factories
 @functools.lru_cache(maxsize=4)
 def _domain_resources(size: str, data_dir: Path | None, cache: Path, feedback_size: int, split_seed: int,
-                      seq_len: int, builtins: tuple[str, ...], extra: tuple[TextDomain, ...], model: str | None):
+                      seq_len: int, builtins: tuple[str, ...], extra: tuple[TextDomain, ...], model: str | None,
+                      math_stream: str = "gsm8k"):
     """Math corpus, tokenizer, eos id (None: the built tokenizer's id 0), base state (tiny/small) and the
-    tokenized domains (the ``builtins`` used as menu domains or feedback tasks, then ``extra``); cached per
-    process (read-only)."""
+    tokenized domains (the ``builtins`` used as menu domains or feedback tasks, then ``extra``; ``math`` is the
+    text of ``math_stream``, see :func:`vpt_gym.envs.lm.math_stream_texts`); cached per process (read-only)."""
     state = None
     if model is not None:
         from transformers import AutoTokenizer
@@ -230,9 +230,15 @@ def _domain_resources(size: str, data_dir: Path | None, cache: Path, feedback_si
         tokenizer, eos, gsm8k_eos = hf_tok.backend_tokenizer, int(hf_tok.eos_token_id), int(hf_tok.eos_token_id)
         corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
     else:
-        corpus, _, tokenizer, _, state, _ = lm_resources(size, data_dir, cache, feedback_size, split_seed)
+        shared = lm_resources(size, data_dir, cache, feedback_size, split_seed, math_stream)
+        corpus, tokenizer, state = shared.corpus, shared.tokenizer, shared.state
         eos, gsm8k_eos = tokenizer.token_to_id(EOS_TOKEN), None
-    makers = {"math": lambda: math_domain(corpus), "code": code_domain, "prose": lambda: prose_domain(data_dir)}
+
+    def math() -> TextDomain:
+        texts, source = math_stream_texts(math_stream, corpus, split_seed)
+        return TextDomain(name="math", source=source, pretrain=tuple(texts))
+
+    makers = {"math": math, "code": code_domain, "prose": lambda: prose_domain(data_dir)}
     declared = tuple(makers[n]() for n in builtins) + extra
     heldout = [enc.ids + [eos] for enc in tokenizer.encode_batch(problem_texts(corpus.feedback + corpus.eval))]
     tokenized = tokenize_domains(declared, tokenizer, eos, window=seq_len, extra_heldout=heldout)
@@ -252,13 +258,25 @@ def _domain_losses(learner, tokenized, names: Sequence[str], rows: int, seq_len:
     return out
 
 
+DOMAINS_VERSIONS: dict[int, LMVersion] = {
+    0: LMVersion(math_stream="gsm8k", lr={}, reward="alignment"),
+    1: LMVersion(math_stream="procedural", lr={"small": 1e-4}, reward="preconditioned"),
+}
+"""Defaults of each registered version of the LM-Domains ids (the fields of :class:`vpt_gym.envs.lm.LMVersion`):
+v0 (the ``math`` domain is GSM8K train's worked solutions, lr 1e-3 at small, reward ``alignment``) and v1 (the
+procedural math stream of ``vpt/LM-SoftTargets-v1``, lr 1e-4 at small, reward ``preconditioned``). README "Reward
+validity" holds the measurements behind v1."""
+
+
 def _make_domains_env(
+    version: int,
+    /,
     *,
     continuous: bool,
     size: str = "tiny",
     data: str | Path | None = None,
     budget: int | None = None,
-    reward: str = "alignment",
+    reward: str | None = None,
     updates_per_decision: int = 1,
     feedback_period: int = 8,
     device: str = "auto",
@@ -278,9 +296,11 @@ def _make_domains_env(
     domain_matched: bool = False,
     mixtures: Mapping[str, Mapping[str, float]] | None = None,
     logit_scale: float = 3.0,
+    math_stream: str | None = None,
     model: str | None = None,
     cache: str | Path | None = None,
 ) -> TaskDesignEnv:
+    math_stream, lr, reward = DOMAINS_VERSIONS[version].resolve(size, math_stream, lr, reward)
     preset, budget_obj, dev, chosen_dtype = check_lm_options(
         size=size, budget=budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period,
         reward=reward, lr=lr, model=model, device=device, dtype=dtype,
@@ -320,7 +340,7 @@ def _make_domains_env(
         context = preset.base.context_length
     seq_len = min(preset.seq_len, context)
     corpus, tokenizer, eos, state, tokenized = _domain_resources(size, data_dir, folder, feedback_size, split_seed,
-                                                                 seq_len, used, extra, model)
+                                                                 seq_len, used, extra, model, math_stream)
     if preset.base is None:
         from transformers import AutoModelForCausalLM
 
@@ -384,10 +404,12 @@ _DOMAINS_CARD = """
         at theta_0 and use decay 0.9.
 
     Reward:
-        ``alignment`` (default): eta * g_down,S . g_pre,S with g_down = sum_j omega_j g_j over the feedback
+        ``alignment`` (v0's default): eta * g_down,S . g_pre,S with g_down = sum_j omega_j g_j over the feedback
         tasks (default ``{"gsm8k": 0.5, "code": 0.5}``: GSM8K solution NLL and held-out stdlib code NLL);
         with ``domain_matched=True``, g_down(task) = sum_j pi_{d(j)} g_j (each domain paired with its own
-        feedback). Also ``cosine``, ``value_gain``, ``metric_gain``, ``advantage``, ``preconditioned``.
+        feedback). ``preconditioned`` (v1's default): eta sum_S g_down * g / (sqrt(v_hat) + eps), the
+        first-order value of the AdamW step (v2 App. B.4). Also ``cosine``, ``value_gain``, ``metric_gain``,
+        ``advantage``.
 
     Episode End:
         ``terminated`` when the budget of learner updates is spent or on divergence; ``info["eval"]`` then
@@ -411,6 +433,8 @@ _DOMAINS_CARD = """
         domain_matched: score each update with its domains' own feedback (gsm8k <-> math).
         mixtures: extra named menu entries, name -> {domain: weight} on the simplex (Discrete only).
         logit_scale: softmax scale of the Box variant (default 3, finite, > 0).
+        math_stream: the ``math`` domain's text: ``"gsm8k"`` (GSM8K train's unlabeled part; v0's default) or
+            ``"procedural"`` (v1's default; see :data:`vpt_gym.envs.lm.MATH_STREAMS`).
 
     Raises:
         ValueError: any argument outside its range (a mixture off the simplex or non-finite, unknown domain
@@ -418,7 +442,11 @@ _DOMAINS_CARD = """
         FileNotFoundError: ``data`` names a missing folder.
 
     Version History:
-        v0: initial release.
+        v0: initial release: the ``math`` domain is GSM8K train's unlabeled worked solutions, small's lr 1e-3,
+            default reward ``alignment``.
+        v1: the ``math`` domain is the procedural stream of ``vpt/LM-SoftTargets-v1`` (``math_stream="procedural"``,
+            no GSM8K-derived text, as the paper's stream, v2 App. F.2), small's lr is 1e-4 and the default reward
+            is ``preconditioned``. Chosen from README "Reward validity". Published v0 rows replay under v0.
 """
 
 
@@ -437,7 +465,7 @@ def make_domains_env(**kwargs: Any) -> TaskDesignEnv:
         ``Discrete(1 + D + len(mixtures))``: 0 ``uniform`` (the standard task: each row's domain uniform, the
         matched-budget baseline), 1..D ``only_<domain>`` (domains in ``domains`` order), then ``mixtures``.
     """
-    return _make_domains_env(continuous=False, **kwargs)
+    return _make_domains_env(0, continuous=False, **kwargs)
 
 
 def make_domains_continuous_env(**kwargs: Any) -> TaskDesignEnv:
@@ -452,8 +480,39 @@ def make_domains_continuous_env(**kwargs: Any) -> TaskDesignEnv:
         ``Box(-1, 1, (D,), float32)`` (D = 3 with the defaults), pi = softmax(logit_scale * a); the standard
         action 0 is the uniform mixture. No ``mixtures``.
     """
-    return _make_domains_env(continuous=True, **kwargs)
+    return _make_domains_env(0, continuous=True, **kwargs)
 
 
-for _factory in (make_domains_env, make_domains_continuous_env):
+def make_domains_env_v1(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/LM-Domains-v1``: the domain menu of ``vpt/LM-Domains-v0`` on v1's math stream and lr.
+
+    Description:
+        Continued pretraining of a causal LM (one-hot next-token prediction) where the designer picks, each
+        decision, which data domain(s) feed the update: procedural math problems (``math``: the reasoning-gym
+        stream of ``vpt/LM-SoftTargets-v1``, none derived from GSM8K), Python standard-library sources
+        (``code``) and Tiny Shakespeare (``prose``), plus any declared ``extra_domains``; feedback as v0 (GSM8K
+        solution NLL + held-out code NLL). Source: V-Pretraining (arXiv 2601.22108) v2 multitask setting,
+        Eq. 44-46; the stream as in v2 App. F.2.
+
+    Action Space:
+        ``Discrete(1 + D + len(mixtures))``: 0 ``uniform`` (the standard task: each row's domain uniform, the
+        matched-budget baseline), 1..D ``only_<domain>`` (domains in ``domains`` order), then ``mixtures``.
+    """
+    return _make_domains_env(1, continuous=False, **kwargs)
+
+
+def make_domains_continuous_env_v1(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/LM-DomainsContinuous-v1``: ``Box([-1, 1]^D)`` -> mixture pi = softmax(logit_scale * a).
+
+    Description:
+        ``vpt/LM-Domains-v1`` with the continuous action of ``vpt/LM-DomainsContinuous-v0``.
+
+    Action Space:
+        ``Box(-1, 1, (D,), float32)`` (D = 3 with the defaults), pi = softmax(logit_scale * a); the standard
+        action 0 is the uniform mixture. No ``mixtures``.
+    """
+    return _make_domains_env(1, continuous=True, **kwargs)
+
+
+for _factory in (make_domains_env, make_domains_continuous_env, make_domains_env_v1, make_domains_continuous_env_v1):
     _factory.__doc__ = card((_factory.__doc__ or "") + _DOMAINS_CARD)

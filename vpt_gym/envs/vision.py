@@ -115,13 +115,21 @@ def _alignment_blocks(alignment: Any) -> int:
     return alignment
 
 
+SSL_VERSIONS: dict[int, str] = {0: "alignment", 1: "value_gain"}
+"""The default ``reward`` of each registered version of the SSL ids: v0 ``alignment``; v1 ``value_gain`` (every
+first-order value misranks the tasks at the small preset, the measured probe-loss drop does not: README "Reward
+validity")."""
+
+
 def _make_ssl_env(
+    version: int,
+    /,
     *,
     menu: str,
     size: str = "tiny",
     data: str | Path | None = None,
     budget: int | None = None,
-    reward: str = "alignment",
+    reward: str | None = None,
     updates_per_decision: int = 1,
     feedback_period: int = 8,
     device: str = "auto",
@@ -136,6 +144,7 @@ def _make_ssl_env(
     split_seed: int = 0,
     feedback_momentum: float = 0.0,
     feedback_batch_size: int | None = None,
+    probe_size: int | None = None,
     mask_families: tuple[str, ...] | None = None,
     keep_ratios: tuple[float, ...] = (0.4, 0.55, 0.7),
     blur_sigma: float = 2.0,
@@ -144,6 +153,7 @@ def _make_ssl_env(
 ) -> TaskDesignEnv:
     from vpt_gym.vision import require_torchvision
 
+    reward = SSL_VERSIONS[version] if reward is None else reward
     if size not in VISION_PRESETS:
         raise ValueError(f"size={size!r} is not accepted; choose one of {sorted(VISION_PRESETS)}")
     preset = VISION_PRESETS[size]
@@ -151,7 +161,7 @@ def _make_ssl_env(
                            feedback_period=feedback_period)
     make_value_estimator(reward)
     for name, value in (("batch_size", batch_size), ("feedback_size", feedback_size), ("eval_size", eval_size),
-                        ("feedback_batch_size", feedback_batch_size)):
+                        ("feedback_batch_size", feedback_batch_size), ("probe_size", probe_size)):
         _positive_int(name, value)
     check_feedback_momentum(feedback_momentum)
     if num_local is not None and (isinstance(num_local, bool) or not isinstance(num_local, int) or num_local < 0):
@@ -225,7 +235,8 @@ def _make_ssl_env(
                          batch_size=min(batch_size or preset.batch_size, len(splits.unlabeled)))
     feedback = ProbeFeedback(splits.feedback, splits.eval, feature_dim=net.student_backbone.dim,
                              batch_size=min(feedback_batch_size or preset.feedback_batch_size, len(splits.feedback)),
-                             probe_size=min(preset.probe_size, len(splits.feedback)), fit_steps=preset.fit_steps,
+                             probe_size=min(probe_size or preset.probe_size, len(splits.feedback)),
+                             fit_steps=preset.fit_steps,
                              eval_fit_steps=preset.eval_fit_steps)
     env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
                         reward=reward, feedback_momentum=feedback_momentum)
@@ -240,7 +251,8 @@ _CARD_ARGS = """
             foreground), ``"digits"`` (sklearn), or an ``ImageFolder`` path ``root/<class>/<image>``
             (classification only). ``paper`` needs a path.
         budget: learner updates per episode (default: the preset's: tiny 16, small 200, paper 1000).
-        reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage`` | ``preconditioned``.
+        reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage`` | ``preconditioned``
+            (default: v0 ``alignment``, v1 ``value_gain``).
         updates_per_decision, feedback_period: see :class:`~vpt_gym.budget.Budget`.
         device: ``"auto"`` | ``"cpu"`` | ``"cuda"``.
         objective: ``"dino"`` (default) or ``"simclr"``. arch: ``"vit"`` (default) | ``"resnet10"`` | ``"resnet18"``.
@@ -249,6 +261,9 @@ _CARD_ARGS = """
         feedback_size, eval_size, split_seed: the disjoint labelled splits (fixed across episodes).
         feedback_batch_size: images per g_down refresh (default: the preset's). feedback_momentum: running
             average of g_down across refreshes, beta in [0, 1) (default 0: the fresh gradient only).
+        probe_size: images of the fixed probe batch that ``value_gain`` measures (default: the preset's, tiny
+            16, small and paper 64; capped at the feedback split); larger is less noisy and costs a larger
+            probe forward per update.
         mask_families, keep_ratios, blur_sigma: the mask menu (``vpt/SSL-Mask-v0``).
         model: ``size="paper"`` only: local path or hub id of a ``transformers`` ViT-style ``AutoModel``.
         cache: folder of cached base checkpoints (default ``$VPT_GYM_CACHE`` or ``~/.cache/vpt_gym``).
@@ -259,7 +274,14 @@ _CARD_ARGS = """
         ImportError: torchvision or mlxtend missing (pip extra ``vpt-gym[vision]``).
 
     Version History:
-        v0: initial release.
+        v0: initial release (default reward ``alignment``).
+        v1: the default reward is ``value_gain``, the measured drop of L_down on the fixed probe batch (one probe
+            forward per update): at the small preset every first-order value (``alignment``, ``cosine``,
+            ``preconditioned``, ``step_value``) misranks the tasks against their realized held-out drop (mean
+            Spearman below 0.3), even when the exact eval-split gradient replaces g_down, while ``value_gain``
+            ranks them (0.89-0.94; README "Reward validity").
+            Greedy then branches each task's real update (``lookahead_values(value="value_gain")``). Published
+            v0 rows replay under v0.
 """
 
 _CARD_COMMON = """
@@ -288,11 +310,12 @@ _CARD_COMMON = """
         L_down and the eval metrics, not by the pretraining loss.
 
     Reward:
-        ``alignment`` (default): eta * g_down,S . g_pre,S, S = the last 2 (paper: 4) student blocks + final
+        ``alignment`` (v0's default): eta * g_down,S . g_pre,S, S = the last 2 (paper: 4) student blocks + final
         norm; L_down = probe-head classification CE + pixelwise segmentation CE (nats) on frozen learner
-        features, probe heads refit at every g_down refresh. Also ``cosine``, ``value_gain``, ``metric_gain``,
-        ``advantage``, ``preconditioned`` (the first-order value of the AdamW step, v2 App. B.4).
-        Source: V-Pretraining v2 Eq. 8-9, 28.
+        features, probe heads refit at every g_down refresh. ``value_gain`` (v1's default): L_down(theta_t) -
+        L_down(theta_t+1) on the fixed probe batch with the current heads (nats). Also ``cosine``,
+        ``metric_gain``, ``advantage``, ``preconditioned`` (the first-order value of the AdamW step, v2 App.
+        B.4). Source: V-Pretraining v2 Eq. 8-9, 28.
 
     Episode End:
         ``terminated`` when the budget of learner updates is spent (or on divergence); ``info["eval"]``:
@@ -315,7 +338,7 @@ def make_ssl_augment_env(**kwargs: Any) -> TaskDesignEnv:
         ``Discrete(6)``: 0 ``dino_standard`` (the standard DINO recipe, the fixed baseline), 1 ``weak``,
         2 ``tight_crops``, 3 ``strong_color``, 4 ``heavy_blur``, 5 ``crop_only``.
     """
-    return _make_ssl_env(menu="augment", **kwargs)
+    return _make_ssl_env(0, menu="augment", **kwargs)
 
 
 def make_ssl_mask_env(**kwargs: Any) -> TaskDesignEnv:
@@ -328,7 +351,7 @@ def make_ssl_mask_env(**kwargs: Any) -> TaskDesignEnv:
     Action Space:
         ``Discrete(13)``: 0 ``no_mask`` (standard), then ``{random, block, centre, grid}_k{0.4, 0.55, 0.7}``.
     """
-    return _make_ssl_env(menu="mask", **kwargs)
+    return _make_ssl_env(0, menu="mask", **kwargs)
 
 
 def make_ssl_mask_continuous_env(**kwargs: Any) -> TaskDesignEnv:
@@ -342,8 +365,49 @@ def make_ssl_mask_continuous_env(**kwargs: Any) -> TaskDesignEnv:
         keep = 0.25 + 0.75 (a0 + 1) / 2 in [0.25, 1] (random patch cells), sigma = 0.5 * 8 ** ((a1 + 1) / 2)
         in [0.5, 4] pixels; the standard action [1, 0] is keep = 1 (no mask).
     """
-    return _make_ssl_env(menu="mask_continuous", **kwargs)
+    return _make_ssl_env(0, menu="mask_continuous", **kwargs)
 
 
-for _factory in (make_ssl_augment_env, make_ssl_mask_env, make_ssl_mask_continuous_env):
+def make_ssl_augment_env_v1(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/SSL-Augment-v1``: the menu of ``vpt/SSL-Augment-v0``, rewarded by the measured probe-loss drop.
+
+    Description:
+        DINO continued pretraining of a torchvision ViT on real images; each update's two global crops (and
+        local crops) are built with the chosen recipe. As v0, with the default reward ``value_gain``.
+
+    Action Space:
+        ``Discrete(6)``: 0 ``dino_standard`` (the standard DINO recipe, the fixed baseline), 1 ``weak``,
+        2 ``tight_crops``, 3 ``strong_color``, 4 ``heavy_blur``, 5 ``crop_only``.
+    """
+    return _make_ssl_env(1, menu="augment", **kwargs)
+
+
+def make_ssl_mask_env_v1(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/SSL-Mask-v1``: the mask menu of ``vpt/SSL-Mask-v0``, rewarded by the measured probe-loss drop.
+
+    Description:
+        The two global crops are masked as mu * v + (1 - mu) * Blur(v) with a keep-mask mu (V-Pretraining,
+        vision experiments). As v0, with the default reward ``value_gain``.
+
+    Action Space:
+        ``Discrete(13)``: 0 ``no_mask`` (standard), then ``{random, block, centre, grid}_k{0.4, 0.55, 0.7}``.
+    """
+    return _make_ssl_env(1, menu="mask", **kwargs)
+
+
+def make_ssl_mask_continuous_env_v1(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/SSL-MaskContinuous-v1``: ``Box([-1, 1]^2)`` sets the keep ratio and the blur sigma.
+
+    Description:
+        ``vpt/SSL-Mask-v1`` with the continuous action of ``vpt/SSL-MaskContinuous-v0``.
+
+    Action Space:
+        keep = 0.25 + 0.75 (a0 + 1) / 2 in [0.25, 1] (random patch cells), sigma = 0.5 * 8 ** ((a1 + 1) / 2)
+        in [0.5, 4] pixels; the standard action [1, 0] is keep = 1 (no mask).
+    """
+    return _make_ssl_env(1, menu="mask_continuous", **kwargs)
+
+
+for _factory in (make_ssl_augment_env, make_ssl_mask_env, make_ssl_mask_continuous_env, make_ssl_augment_env_v1,
+                 make_ssl_mask_env_v1, make_ssl_mask_continuous_env_v1):
     _factory.__doc__ = card((_factory.__doc__ or "") + _CARD_COMMON + _CARD_ARGS)
