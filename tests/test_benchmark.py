@@ -120,6 +120,41 @@ def test_runner_rows_resume_and_match_a_direct_episode(tmp_path: Path) -> None:
     assert all(by_key[row_key(r)] == r["eval"] for r in final)
 
 
+def test_a_grown_suite_reuses_the_unchanged_rows_of_its_earlier_version(tmp_path: Path) -> None:
+    """v2 adds a designer and changes the budget of nothing: v1's rows are copied (relabelled, reused_from), the
+    new designer's episodes run, and a copied row equals the episode v2 would have run (it validates by replay).
+    A v1 row whose env entry changed in v2 is not reused."""
+    v1 = parse_suite(toy_suite(designers=["fixed", "random"]))
+    old = tmp_path / "v1.jsonl"
+    first = run_suite(v1, old, progress=False)
+    v2 = parse_suite(toy_suite(version=2, designers=["fixed", "random", "round_robin"]))
+    out = tmp_path / "v2.jsonl"
+    rows = run_suite(v2, out, progress=False, reuse=old)
+    reused = [r for r in rows if "reused_from" in r]
+    assert len(reused) == 4 and len(rows) == 6 and {r["designer"] for r in rows if "reused_from" not in r} == {
+        "round_robin"}
+    by_key = {(r["designer"], r["seed"]): r for r in first}
+    for r in reused:
+        assert r["suite_version"] == 2 and r["config_hash"] == v2.config_hash(r["env_id"], r["designer"])
+        assert r["reused_from"] == {"suite_version": 1, "config_hash": by_key[(r["designer"], r["seed"])]["config_hash"]}
+        assert r["eval"] == by_key[(r["designer"], r["seed"])]["eval"]
+    fresh = run_suite(v2, tmp_path / "fresh.jsonl", progress=False, designers=["fixed"], seeds=[1])[0]
+    copied = next(r for r in reused if r["designer"] == "fixed" and r["seed"] == 1)
+    assert fresh["config_hash"] == copied["config_hash"] and fresh["actions"] == copied["actions"]
+    assert fresh["eval"] == copied["eval"] and fresh["return"] == copied["return"]
+    assert validate_row(copied)["ok"]
+    assert run_suite(v2, out, progress=False, reuse=old) == []  # finished: nothing copied twice
+    changed = parse_suite(toy_suite(version=3, envs=[{"id": "vpt/Toy-Alignment-v0", "budget": 9,
+                                                      "metric": "eval_loss", "higher_is_better": False}]))
+    from vpt_gym.benchmark.runner import reuse_rows
+
+    assert reuse_rows(changed, read_rows(old)) == []
+    with pytest.raises(FileNotFoundError, match="no such results file"):
+        run_suite(v2, tmp_path / "other.jsonl", reuse=tmp_path / "missing.jsonl", progress=False)
+    with pytest.raises(ValueError, match="is the results file itself"):
+        run_suite(v2, out, reuse=out, progress=False)
+
+
 def test_runner_refuses_another_suite_version_and_bad_arguments(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     run_suite(parse_suite(toy_suite(seeds=[0], designers=["fixed"])), out, progress=False)

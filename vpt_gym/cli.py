@@ -346,7 +346,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if designers is not None:
                 designers = [*designers, *(d.label for d in suite.designers if d.label not in before)]
         rows = run_suite(suite, args.out, designers=designers, seeds=args.seeds, workers=args.workers,
-                         backend=args.backend, torch_threads=args.threads, progress=not args.no_progress)
+                         backend=args.backend, torch_threads=args.threads, progress=not args.no_progress,
+                         reuse=args.reuse)
     except SuiteError as exc:  # every problem of the suite file, one line each
         raise SystemExit("\n".join(f"error: {line}" for line in exc.errors)) from exc
     except (ValueError, FileNotFoundError, ImportError, KeyError, TypeError) as exc:
@@ -481,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="local worker processes, or Ray tasks (RAY_ADDRESS, else a local Ray instance)")
     bench.add_argument("--threads", type=int, default=None, help="torch threads per episode (default cores/workers)")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    bench.add_argument("--reuse", default=None, metavar="OLD.jsonl",
+                       help="results of an earlier version of the suite: rows of episodes this version defines "
+                            "identically are copied (relabelled, with reused_from) instead of run again")
     bench.set_defaults(func=cmd_bench)
     board = sub.add_parser("leaderboard", help="render LEADERBOARD.md and plots from a results file")
     board.add_argument("results", help="results JSONL written by `vpt-gym bench`")

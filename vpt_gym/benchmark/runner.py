@@ -268,6 +268,39 @@ def finished_keys(suite: Suite, rows: Sequence[Mapping[str, Any]]) -> set[tuple]
     return keys
 
 
+def reuse_rows(suite: Suite, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of an earlier version of ``suite`` whose episodes this version defines identically, relabelled.
+
+    A suite grows (a new env, a new designer) by a version bump, which makes every row of the old version
+    unfinished. A row of ``rows`` is taken over when it belongs to this suite's name at another version, its
+    env, designer label and seed are in ``suite``, and its config hash equals the hash that ``suite``'s own
+    entries give at the row's version (so the env entry, the designer entry and the recorded data identity are
+    unchanged: the episode would be the same, action for action). The copy carries this version and its config
+    hash, and ``reused_from = {"suite_version": old, "config_hash": old}``; ``vpt-gym validate`` replays it like
+    any row.
+
+    Returns:
+        The relabelled copies (``rows`` is not changed), in ``rows`` order.
+    """
+    env_ids = {e.id for e in suite.envs}
+    labels = {d.label for d in suite.designers}
+    out = []
+    for r in rows:
+        version = r.get("suite_version")
+        if (r.get("suite") != suite.name or version == suite.version or r.get("env_id") not in env_ids
+                or r.get("designer") not in labels or r.get("seed") not in suite.seeds
+                or not isinstance(version, int) or version < 1):
+            continue
+        recorded = r.get("data_identity")
+        identity = None if recorded in (None, "none") else recorded
+        if r.get("config_hash") != replace(suite, version=version).config_hash(r["env_id"], r["designer"], identity):
+            continue
+        out.append({**r, "suite_version": suite.version,
+                    "config_hash": suite.config_hash(r["env_id"], r["designer"], identity),
+                    "reused_from": {"suite_version": version, "config_hash": r["config_hash"]}})
+    return out
+
+
 def _ray_runner(workers: int) -> Callable[[Sequence[EpisodeSpec], Callable[[dict], None]], None]:
     try:
         import ray
@@ -296,7 +329,8 @@ def _ray_runner(workers: int) -> Callable[[Sequence[EpisodeSpec], Callable[[dict
 
 def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None = None,
               seeds: Sequence[int] | None = None, workers: int = 1, backend: str = "local",
-              torch_threads: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
+              torch_threads: int | None = None, progress: bool = True,
+              reuse: str | Path | None = None) -> list[dict[str, Any]]:
     """Run every unfinished episode of ``suite`` and append its row to ``out`` (JSONL).
 
     Args:
@@ -309,9 +343,12 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
             (Ray tasks; ``RAY_ADDRESS`` selects a cluster, else a local instance with ``workers`` CPUs).
         torch_threads: torch threads per episode (default: cores // workers, at least 1).
         progress: a tqdm bar over episodes (done / total, time left).
+        reuse: a results file of an earlier version of this suite: its rows that :func:`reuse_rows` takes over
+            are appended to ``out`` first (those of the planned episodes not already there), so only new
+            episodes run.
 
     Returns:
-        The rows written by this call, in completion order.
+        The rows written by this call (reused ones first), in completion order.
 
     Raises:
         ValueError: ``workers`` < 1, an unknown backend, designers/seeds outside the suite, or ``out`` holds a
@@ -326,12 +363,24 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
     threads = torch_threads or max(1, (os.cpu_count() or 1) // workers)
     specs = plan(suite, designers=designers, seeds=seeds, torch_threads=threads)
     out = Path(out)
+    if reuse is not None and Path(reuse).resolve() == out.resolve():
+        raise ValueError(f"reuse={str(reuse)!r} is the results file itself; give the earlier version's file")
     todo = _unfinished(suite, specs, out)
+    written: list[dict[str, Any]] = []
+    if reuse is not None:
+        if not Path(reuse).is_file():
+            raise FileNotFoundError(f"reuse={str(reuse)!r}: no such results file")
+        wanted = {spec.key(): spec for spec in todo}
+        for row in reuse_rows(suite, read_rows(reuse)):
+            if row_key(row) in wanted:
+                append_row(out, row)
+                written.append(row)
+                del wanted[row_key(row)]
+        todo = [spec for spec in todo if spec.key() in wanted]
     quiet_workers = _notice_data_fallback(todo)
     log.info("%s: %d episodes, %d already in %s, %d to run", suite.name, len(specs), len(specs) - len(todo), out,
              len(todo))
     todo = _point_at_trained_sb3(suite, todo, out, progress)
-    written: list[dict[str, Any]] = []
     bar = tqdm(total=len(todo), desc=f"bench {suite.name}", unit="episode", disable=not progress, file=sys.stderr)
 
     def done(row: dict[str, Any]) -> None:
