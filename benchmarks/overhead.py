@@ -35,7 +35,11 @@ import torch
 
 import vpt_gym  # noqa: F401
 
-ENV_OF = {"lm": "vpt/LM-SoftTargets-v0", "vision": "vpt/SSL-Augment-v0"}
+ENV_OF = {"lm": "vpt/LM-SoftTargets-v1", "lm-v0": "vpt/LM-SoftTargets-v0", "domains": "vpt/LM-Domains-v1",
+          "vision": "vpt/SSL-Augment-v1", "mask": "vpt/SSL-Mask-v1"}
+"""``--env`` aliases (the current version of each family; ``lm-v0`` the published v0 LM)."""
+SOFT_TARGET_ENVS = ("lm", "lm-v0")
+"""Aliases whose look-ahead sweep is the 17-task soft-target menu (the others time one candidate)."""
 
 
 def _sync(device: torch.device) -> None:
@@ -214,12 +218,12 @@ def measure_task_dependent_lookahead(args) -> list[dict[str, Any]]:
 
 def measure_lookahead(args) -> list[dict[str, Any]]:
     """Greedy look-ahead over the first K tasks of a 17-task soft-target menu + the step, vs the step alone."""
-    if args.env != "lm":
+    if args.env not in SOFT_TARGET_ENVS:
         return measure_task_dependent_lookahead(args)
     alphas = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)  # menu: one_hot + 8 uniform + 8 self = 17 tasks
     ks = [k for k in args.lookahead_k if k <= 17]
     rounds = args.steps + args.warmup
-    env = make_env(ENV_OF["lm"], args.size, args.device, "alignment", 8, rounds * (1 + 2 * len(ks)) + 1,
+    env = make_env(ENV_OF[args.env], args.size, args.device, "alignment", 8, rounds * (1 + 2 * len(ks)) + 1,
                    alphas=alphas)
     device = env.learner.device
     env.reset(seed=0)
@@ -316,7 +320,7 @@ def memory_ratios(plain: dict[str, int], env: dict[str, int]) -> dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", choices=sorted(ENV_OF), default="lm",
-                        help="lm = vpt/LM-SoftTargets-v0, vision = vpt/SSL-Augment-v0")
+                        help=", ".join(f"{k} = {v}" for k, v in ENV_OF.items()))
     parser.add_argument("--size", default="small", help="preset: tiny | small | paper")
     parser.add_argument("--steps", type=int, default=40, help="timed steps per setting (after the warm-up)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing")
@@ -350,19 +354,20 @@ def main() -> None:
     print(f"{info['env_id']} size={args.size} device={info['device']} dtype={info['dtype']} "
           f"params={info['params']:,} (S: {info['alignment_params']:,}) threads={info['torch_threads']} "
           f"steps={args.steps} env keywords {ENV_KWARGS or '{}'}")
-    print(f"{'reward':<12}{'period':>7}{'plain ms':>10}{'env ms':>10}{'ratio':>8}{'mean ratio':>12}   env time (ms/step)")
+    print(f"{'reward':<15}{'period':>7}{'plain ms':>10}{'env ms':>10}{'ratio':>8}{'mean ratio':>12}   "
+          "env time (ms/step)")
     rows = []
     for period in args.feedback_periods:
         for reward in args.rewards:  # each row printed as soon as it is measured
             r = measure(args, reward, period)
             rows.append(r)
             parts = ", ".join(f"{k} {v:.1f}" for k, v in r["env_breakdown_ms"].items() if v >= 0.05)
-            print(f"{r['reward']:<12}{r['feedback_period']:>7}{r['plain_median_ms']:>10.2f}"
+            print(f"{r['reward']:<15}{r['feedback_period']:>7}{r['plain_median_ms']:>10.2f}"
                   f"{r['env_median_ms']:>10.2f}{r['ratio_median']:>8.3f}{r['ratio_mean']:>12.3f}   {parts}", flush=True)
     lookahead = measure_lookahead(args)
     if lookahead:
         print("greedy look-ahead over K soft-target tasks + the step, vs a single-task env step (median):"
-              if args.env == "lm" else "look-ahead per candidate task (no step), vs an env step (median):")
+              if args.env in SOFT_TARGET_ENVS else "look-ahead per candidate task (no step), vs an env step (median):")
         for r in lookahead:
             label = f"K={r['K']:<3}" if "candidates" not in r else f"per candidate (mean of {r['candidates']})"
             print(f"  {label} {r['lookahead']:<9} {r['median_ms']:8.2f} ms   ratio {r['ratio_vs_step']:.3f}")

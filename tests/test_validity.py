@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from extras import needs
 
 import vpt_gym  # noqa: F401  (registers the ids)
 from vpt_gym.benchmark.validity import (
@@ -193,3 +194,20 @@ def test_cli_writes_the_report(tmp_path):
     with pytest.raises(SystemExit, match="no keyword 'bogus'"):  # checked before any env is built
         module.main(["--env", "vpt/Toy-Alignment-v0", "--set", "bogus=1", "--json", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
+
+
+@needs("vision")
+def test_first_order_check_script_runs_on_the_tiny_vision_env(tmp_path) -> None:
+    """The diagnosis script runs end to end (machinery only, no thresholds): every gradient's Spearman is in
+    [-1, 1] and the exact eval gradient has cosine 1 with itself."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "check.json"
+    script = ROOT / "benchmarks" / "first_order_check.py"
+    subprocess.run([sys.executable, str(script), "--env", "vpt/SSL-Mask-v0", "--size", "tiny", "--states", "2",
+                    "--json", str(out)], check=True, capture_output=True, timeout=300)
+    rows = json.loads(out.read_text())["states"]
+    assert [r["update"] for r in rows] == [2] and len(rows[0]["realized_drop"]) == 13
+    assert all(-1.0 <= v <= 1.0 for v in rows[0]["spearman"].values())
+    assert rows[0]["cosine_with_g_eval"]["exact g_eval"] == pytest.approx(1.0, abs=1e-3)

@@ -257,12 +257,25 @@ class ProbeFeedback:
         (those g_down is taken with, last refit at a g_down refresh), nats; the held-out counterpart of
         :meth:`loss`, so the realized drop of this loss is what the first-order value predicts. The heads are
         not refit (:meth:`evaluate` refits fresh heads for the leaderboard metrics)."""
+        return float(self.eval_objective(learner))
+
+    def eval_objective(self, learner) -> torch.Tensor:
+        """:meth:`eval_loss` as a scalar float32 tensor with graph into the student backbone when grad is enabled
+        (the heads are constants): its gradient on S is the exact held-out g_down (a diagnostic; the env never
+        uses it). Cost: a forward (and, if differentiated, a backward) over the whole eval split."""
         device = learner.device
         self.heads.to(device)
         cls, dense = self._features(learner, self._eval_images)
         masks = cast(torch.Tensor, self._eval.masks).to(device) if self.num_dense_classes else None
-        ce, seg = self.heads.losses(cls, dense, self._eval.labels.to(device), masks)
-        return float(ce if seg is None else ce + seg)
+        grads = [p.requires_grad for p in self.heads.parameters()]
+        for p in self.heads.parameters():
+            p.requires_grad_(False)
+        try:
+            ce, seg = self.heads.losses(cls, dense, self._eval.labels.to(device), masks)
+        finally:
+            for p, g in zip(self.heads.parameters(), grads, strict=True):
+                p.requires_grad_(g)
+        return ce if seg is None else ce + seg
 
     @torch.no_grad()
     def evaluate(self, learner) -> dict[str, float]:
