@@ -17,7 +17,7 @@ For each env id (at a preset and config), along random-policy episodes (``vpt_gy
 The branching restores the env exactly: the episode continues bit-for-bit as without it (CPU; tested).
 
 Usage:
-    python benchmarks/reward_validity.py --env vpt/LM-SoftTargets-v0 --size small --json validity_lm.json
+    python benchmarks/reward_validity.py --env vpt/LM-SoftTargets-v1 --size small --json validity_lm.json
     python benchmarks/reward_validity.py --env all --size small --policy-seeds 3
     python benchmarks/reward_validity.py --env vpt/LM-SoftTargets-v0 --set feedback_batch_size=64 --no-policies
 """
@@ -40,9 +40,19 @@ from vpt_gym.atomic import write_text_atomic
 from vpt_gym.benchmark.validity import MODES, POLICY_MODES, counterfactual_credit, policy_ranking
 from vpt_gym.cli import set_overrides
 
-ALL_ENVS = ("vpt/Toy-Alignment-v0", "vpt/LM-SoftTargets-v0", "vpt/LM-SoftTargetsContinuous-v0", "vpt/LM-Domains-v0",
-            "vpt/LM-DomainsContinuous-v0", "vpt/SSL-Augment-v0", "vpt/SSL-Mask-v0", "vpt/SSL-MaskContinuous-v0")
-"""Every registered family member the report covers (``--env all``)."""
+def _current_versions() -> tuple[str, ...]:
+    """Every registered id whose family has no newer version (``vpt/X-v0`` is left out when ``vpt/X-v1`` exists)."""
+    from vpt_gym.envs import ENV_IDS
+
+    def superseded(env_id: str) -> bool:
+        name, _, version = env_id.rpartition("-v")
+        return f"{name}-v{int(version) + 1}" in ENV_IDS
+
+    return tuple(e for e in ENV_IDS if not superseded(e))
+
+
+ALL_ENVS = _current_versions()
+"""The ids ``--env all`` covers: the current version of every registered family member."""
 
 
 def env_factory(env_id: str, size: str, budget: int | None, extra: dict[str, Any]):
@@ -80,8 +90,8 @@ def table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", nargs="+", default=["vpt/LM-SoftTargets-v0"],
-                        help="env ids, or 'all' (every family member: %s)" % ", ".join(ALL_ENVS))
+    parser.add_argument("--env", nargs="+", default=["vpt/LM-SoftTargets-v1"],
+                        help=f"env ids, or 'all' (the current version of every family member: {', '.join(ALL_ENVS)})")
     parser.add_argument("--size", default="small", help="preset of the learner envs: tiny | small | paper")
     parser.add_argument("--budget", type=int, default=None, help="learner updates per episode (default: preset's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="random-policy episode seeds (>= 2)")
@@ -99,13 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-probe", action="store_true", help="skip the probe loss per branch (value_gain)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: bitwise reruns)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="env keyword for every env (VALUE is JSON, else a string), e.g. feedback_batch_size=64, lr=1e-4")
+                        help="env keyword for every env (VALUE is JSON, else a string), e.g. feedback_batch_size=64, "
+                             "lr=1e-4")
     parser.add_argument("--json", default=None, help="write the full report (every state and policy) here")
     args = parser.parse_args(argv)
     envs = list(ALL_ENVS) if args.env == ["all"] else args.env
     unknown = [e for e in envs if e not in gym.registry]
     if unknown:
-        parser.error(f"unknown env ids {unknown}; registered: {sorted(k for k in gym.registry if k.startswith('vpt/'))}")
+        registered = sorted(k for k in gym.registry if k.startswith("vpt/"))
+        parser.error(f"unknown env ids {unknown}; registered: {registered}")
     if args.states < 1 or args.grid < 5 or not args.seeds or args.threads < 1 or args.calibrate_every < 1:
         parser.error(f"need --states >= 1, --grid >= 5, one seed or more, --threads >= 1 and --calibrate-every >= 1; "
                      f"got {args.states}, {args.grid}, {args.seeds}, {args.threads}, {args.calibrate_every}")
