@@ -47,6 +47,18 @@ def test_tiny_suite_is_the_acceptance_suite() -> None:
                                                       for e in suite.envs)
 
 
+def test_plan_subsets_by_env_and_refuses_an_env_outside_the_suite() -> None:
+    suite = load_suite(ROOT / "benchmarks" / "suites" / "small.toml")
+    every = plan(suite)
+    env_id = "vpt/SSL-Augment-v1"
+    only = plan(suite, envs=[env_id], designers=["fixed", "random"])
+    assert [s.key() for s in only] == [s.key() for s in every
+                                       if s.env_id == env_id and s.designer in ("fixed", "random")]
+    assert len(only) == 2 * len(suite.seeds)
+    with pytest.raises(ValueError, match=r"envs \['vpt/Nope-v0'\] are not in suite 'small'"):
+        plan(suite, envs=["vpt/Nope-v0"])
+
+
 @pytest.mark.parametrize("change, match", [
     ({"seedz": [0]}, r"unknown key\(s\) \['seedz'\]"),
     ({"envs": [{"id": "vpt/Toy-Alignment-v0", "budget": 8, "metric": "eval_loss", "higher_is_better": False,

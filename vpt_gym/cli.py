@@ -347,7 +347,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 designers = [*designers, *(d.label for d in suite.designers if d.label not in before)]
         rows = run_suite(suite, args.out, designers=designers, seeds=args.seeds, workers=args.workers,
                          backend=args.backend, torch_threads=args.threads, progress=not args.no_progress,
-                         reuse=args.reuse)
+                         reuse=args.reuse, envs=args.envs)
     except SuiteError as exc:  # every problem of the suite file, one line each
         raise SystemExit("\n".join(f"error: {line}" for line in exc.errors)) from exc
     except (ValueError, FileNotFoundError, ImportError, KeyError, TypeError) as exc:
@@ -477,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also run this designer at the suite's budgets and seeds (repeatable): a designer name, "
                        "or your own class as FILE.py:ClassName or package.module:ClassName")
     bench.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds of the suite")
+    bench.add_argument("--envs", nargs="+", default=None, help="only these env ids of the suite")
     bench.add_argument("--workers", type=int, default=1, help="episodes at once (default 1: in this process)")
     bench.add_argument("--backend", default="local", choices=["local", "ray"],
                        help="local worker processes, or Ray tasks (RAY_ADDRESS, else a local Ray instance)")

@@ -199,16 +199,21 @@ def _train_sb3(suite: Suite, designer: DesignerEntry, env_id: str, out: Path, pr
 
 
 def plan(suite: Suite, *, designers: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-         torch_threads: int = 1) -> list[EpisodeSpec]:
-    """The episodes of ``suite`` (optionally a subset of designer labels / seeds), in a fixed order.
+         torch_threads: int = 1, envs: Sequence[str] | None = None) -> list[EpisodeSpec]:
+    """The episodes of ``suite`` (optionally a subset of env ids / designer labels / seeds), in a fixed order:
+    env by env (suite order), then designer, then seed.
 
     SB3 designers get ``designer_name = "sb3:<run dir>"`` filled in by :func:`run_suite` after training.
 
     Raises:
-        ValueError: a designer label or seed that is not in the suite; ``torch_threads`` < 1.
+        ValueError: an env id, designer label or seed that is not in the suite; ``torch_threads`` < 1.
     """
     if torch_threads < 1:
         raise ValueError(f"torch_threads must be >= 1, got {torch_threads}")
+    env_ids = [e.id for e in suite.envs]
+    unknown_envs = sorted(set(envs or ()) - set(env_ids))
+    if unknown_envs:
+        raise ValueError(f"envs {unknown_envs} are not in suite {suite.name!r}; accepted: {env_ids}")
     labels = [d.label for d in suite.designers]
     chosen = list(labels if designers is None else designers)
     unknown = sorted(set(chosen) - set(labels))
@@ -226,6 +231,8 @@ def plan(suite: Suite, *, designers: Sequence[str] | None = None, seeds: Sequenc
     identity = data_identity(folder)
     specs = []
     for env in suite.envs:
+        if envs is not None and env.id not in envs:
+            continue
         reads = bool(ENV_IDS[env.id]["reads_data"])  # only the data an env reads is part of its rows' identity
         for label in chosen:
             d = suite.designer(label)
@@ -330,14 +337,14 @@ def _ray_runner(workers: int) -> Callable[[Sequence[EpisodeSpec], Callable[[dict
 def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None = None,
               seeds: Sequence[int] | None = None, workers: int = 1, backend: str = "local",
               torch_threads: int | None = None, progress: bool = True,
-              reuse: str | Path | None = None) -> list[dict[str, Any]]:
+              reuse: str | Path | None = None, envs: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Run every unfinished episode of ``suite`` and append its row to ``out`` (JSONL).
 
     Args:
         suite: the suite.
         out: the results file; rows already there (same suite, env, designer, seed and config hash) are
             skipped, so a rerun after a kill completes the file without duplicates.
-        designers, seeds: run only these designer labels / seeds of the suite (default: all).
+        designers, seeds, envs: run only these designer labels / seeds / env ids of the suite (default: all).
         workers: episodes run at once, >= 1 (``1`` and backend local: in this process).
         backend: ``"local"`` (worker processes, ``forkserver`` where available else ``spawn``) or ``"ray"``
             (Ray tasks; ``RAY_ADDRESS`` selects a cluster, else a local instance with ``workers`` CPUs).
@@ -351,7 +358,7 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
         The rows written by this call (reused ones first), in completion order.
 
     Raises:
-        ValueError: ``workers`` < 1, an unknown backend, designers/seeds outside the suite, or ``out`` holds a
+        ValueError: ``workers`` < 1, an unknown backend, envs/designers/seeds outside the suite, or ``out`` holds a
             row of the same suite name with another suite version (start a new results file).
     """
     from tqdm.auto import tqdm
@@ -361,7 +368,7 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     threads = torch_threads or max(1, (os.cpu_count() or 1) // workers)
-    specs = plan(suite, designers=designers, seeds=seeds, torch_threads=threads)
+    specs = plan(suite, designers=designers, seeds=seeds, torch_threads=threads, envs=envs)
     out = Path(out)
     if reuse is not None and Path(reuse).resolve() == out.resolve():
         raise ValueError(f"reuse={str(reuse)!r} is the results file itself; give the earlier version's file")
