@@ -5,6 +5,8 @@
 - the vision side (``vpt_gym.vision``, ``vpt_gym.envs.vision``) and the LM side (``vpt_gym.lm``,
   ``vpt_gym.envs.lm``, ``vpt_gym.envs.lm_domains``) do not import each other;
 - ``vpt_gym.envs`` does not import ``vpt_gym.agents``; ``vpt_gym.agents`` does not import ``vpt_gym.benchmark``;
+- the env core (``vpt_gym/envs/task_design``) never probes its parts with ``getattr``/``hasattr``: optional
+  capabilities are ``vpt_gym.core`` Protocols resolved once at construction;
 - no file under ``vpt_gym/`` or ``tests/`` points at a doc the repository does not hold (``DESIGN.md``,
   ``STYLE.md``), and package code does not point at the data folder beside the repository (``../shared``).
 """
@@ -27,8 +29,6 @@ SIBLING_DATA_ALLOWED = {
     # the README's commands name the data folder as ../shared/data; these files reproduce or document that layout
     "tests/test_readme.py": "runs the README's blocks in a temp folder laid out as the README describes",
     "tests/conftest.py": "the default data folder when $VPT_GYM_DATA is unset, as the README's Data section says",
-    # being changed by the reward-validity work at the same time: fix its error message there
-    "vpt_gym/lm/corpus.py": "pending (reward-validity work): the missing-data message's example path",
 }
 
 
@@ -180,3 +180,19 @@ def test_no_reference_to_the_sibling_data_folder() -> None:
     assert unexpected == [], f"files naming {SIBLING_DATA}: {unexpected}"
     stale = sorted(set(SIBLING_DATA_ALLOWED) - set(found))
     assert stale == [], f"allowed but no longer naming {SIBLING_DATA} (drop them from SIBLING_DATA_ALLOWED): {stale}"
+
+
+def test_the_env_core_does_not_probe_its_parts() -> None:
+    """No ``getattr(self.task_space, ...)``-style probing of a part in the env core (issue: hidden interface)."""
+    parts = {"task_space", "feedback", "learner", "stream"}
+    found = []
+    for path in sorted((PACKAGE / "envs" / "task_design").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("getattr", "hasattr") and node.args):
+                continue
+            target = node.args[0]
+            name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
+            if name in parts:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert not found, "\n".join(found)

@@ -20,6 +20,7 @@ and every ``feedback_period`` decisions ``g_down = learner.subset_gradient(feedb
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -143,11 +144,9 @@ class TaskSpace(Protocol):
         standard_action: the action of the standard task (one-hot NTP, default augmentations, ...).
         descriptor_names / descriptor_low / descriptor_high: the batch descriptors' names and bounds.
 
-    Optional hook for task families whose forward depends on the task (augmentations, masks, data
-    domains): ``task_dependent_forward = True`` and ``materialize(batch, task) -> view``, the task's view of
-    the pending batch (must expose ``num_examples``/``num_tokens``). The env then runs the learner's forward
-    on the view inside ``step`` (not before the observation), calls ``describe(batch, None)`` and
-    ``loss(view, outputs, task)``.
+    Optional capabilities, each a Protocol below that the env checks once at construction:
+    :class:`TaskDependentForward`, :class:`AcceptsTasks`, :class:`MaskedActions`, :class:`LinearTaskValues`,
+    :class:`DifferentiableTasks`.
     """
 
     # Read-only properties, so that an implementation may hold a narrower type (``Box``, a tuple of names).
@@ -225,3 +224,132 @@ class FeedbackSet(Protocol):
 
     def evaluate(self, learner: Learner) -> dict[str, float]:
         """Held-out metrics on the eval split (never seen by designers or rewards)."""
+
+
+# --- Optional capabilities ---------------------------------------------------------------------------------
+# Each is checked once, when a TaskDesignEnv is built (``capability``); the env never probes its parts later.
+
+
+@runtime_checkable
+class TaskDependentForward(Protocol):
+    """A task space whose tasks change the learner's input (augmentations, masks, data domains).
+
+    With ``task_dependent_forward = True`` the env runs the learner's forward on ``materialize(batch, task)``
+    (the task's view of the pending batch; it exposes ``num_examples``/``num_tokens``) inside ``step``, not
+    before the observation; it then calls ``describe(batch, None)`` and ``loss(view, outputs, task)``.
+    """
+
+    task_dependent_forward: bool
+
+    def materialize(self, batch: Any, task: Task) -> Any:
+        """The task's view of ``batch`` (the learner's input for this task's update)."""
+
+
+@runtime_checkable
+class AcceptsTasks(Protocol):
+    """A task space that takes designer-built :class:`Task` objects as actions (``env.step(task)``)."""
+
+    def accepts(self, task: Task) -> bool:
+        """Whether ``task`` (built by a designer, not from the menu) is a task of this family."""
+
+
+@runtime_checkable
+class MaskedActions(Protocol):
+    """A menu with currently invalid tasks (``env.action_masks()``, as sb3-contrib's MaskablePPO reads)."""
+
+    def action_masks(self) -> np.ndarray:
+        """Valid-action mask, shape [K], bool."""
+
+
+@runtime_checkable
+class LinearTaskValues(Protocol):
+    """Soft-target families whose loss is linear in the target: every task's value in one forward-mode pass.
+
+    The env's look-ahead uses it (``lookahead_values``) instead of one backward per task.
+    """
+
+    def linear_values(self, learner: Any, batch: Any, outputs: torch.Tensor, tangent: Sequence[torch.Tensor],
+                      tasks: Sequence[Task]) -> np.ndarray:
+        """``tangent . g_pre(task)`` for each task, shape [len(tasks)], float64 (before the lr factor)."""
+
+
+@runtime_checkable
+class DifferentiableTasks(Protocol):
+    """The hook of the paper's differentiable task designer (V-Pretraining v2 Eq. 10-12)."""
+
+    def value_derivative(self, learner: Any, batch: Any, outputs: torch.Tensor,
+                         tangent: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(C [batch, seq - 1, K] int64, D [batch, seq - 1, K] float32): the value's derivative per target."""
+
+
+@runtime_checkable
+class DomainMatchedFeedback(Protocol):
+    """A multi-task feedback set that scores each update with its domains' own feedback tasks.
+
+    With ``domain_matched = True`` the env caches each g_j at every refresh (one feedback forward/backward
+    per task j) and scores an update of ``task`` with ``g_down(task) = sum_j w_j(task) g_j``
+    (V-Pretraining v2 Eq. 44-46).
+    """
+
+    domain_matched: bool
+    weights: Mapping[str, float]
+
+    def task_losses(self, learner: Any, batch: Any) -> dict[str, torch.Tensor]:
+        """{j: scalar L_j} on a feedback batch."""
+
+    def matched_weights(self, task: Task) -> dict[str, float]:
+        """{j: w_j(task)}: the feedback weights that score an update of ``task``."""
+
+
+@runtime_checkable
+class SubsetOnlyGradients(Protocol):
+    """A learner that can stop the feedback backward at S (no autograd graph below the subset)."""
+
+    def grad_only_on_subset(self) -> AbstractContextManager[None]:
+        """A context inside which the forward builds a graph only for the parameters of S."""
+
+
+def protocol_members(protocol: type) -> tuple[str, ...]:
+    """The attribute and method names a ``Protocol`` declares (its own, sorted), e.g. for error messages."""
+    names = set(getattr(protocol, "__annotations__", {}))
+    names |= {n for n in vars(protocol) if not n.startswith("_")}
+    return tuple(sorted(names))
+
+
+def missing_members(part: object, protocol: type) -> list[str]:
+    """The members of ``protocol`` that ``part`` lacks (empty when ``part`` implements it)."""
+    return [name for name in protocol_members(protocol) if not hasattr(part, name)]
+
+
+def require(part: object, protocol: type, role: str) -> None:
+    """Check that ``part`` implements ``protocol``.
+
+    Raises:
+        TypeError: naming the role (e.g. ``"task_space"``), the part's type and every missing member.
+    """
+    missing = missing_members(part, protocol)
+    if missing:
+        raise TypeError(f"{role}={type(part).__name__} does not implement vpt_gym.core.{protocol.__name__}: "
+                        f"missing {', '.join(missing)}")
+
+
+def capability(part: object, protocol: type, *, flag: str | None = None) -> bool:
+    """Whether ``part`` has the optional capability ``protocol`` (checked once, at env construction).
+
+    Args:
+        part: a task space, feedback set or learner.
+        protocol: one of the capability Protocols of this module.
+        flag: for a capability that a part switches on with a boolean attribute (``task_dependent_forward``,
+            ``domain_matched``): the part has it only when that attribute is true.
+
+    Raises:
+        TypeError: ``flag`` is set on ``part`` but the rest of ``protocol`` is missing (names what is missing).
+    """
+    missing = missing_members(part, protocol)
+    if flag is not None:
+        on = bool(getattr(part, flag, False))
+        if on and missing:
+            raise TypeError(f"{type(part).__name__} sets {flag} = True but does not implement "
+                            f"vpt_gym.core.{protocol.__name__}: missing {', '.join(missing)}")
+        return on
+    return not missing

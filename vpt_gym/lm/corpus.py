@@ -38,7 +38,7 @@ EMBEDDED_SOURCE = "embedded:reasoning_gym.gsm_symbolic"
 
 EMBEDDED_NOTICE = (f"note: no GSM8K data folder (--data / ${DATA_ENV_VAR} unset) and no hub: the LM envs use the "
                    f"embedded reasoning-gym problems ({EMBEDDED_SOURCE}), not GSM8K; set {DATA_ENV_VAR} to a "
-                   "folder holding gsm8k/ (e.g. ../shared/data) for GSM8K numbers")
+                   "folder holding gsm8k/ (see the README's Data section) for GSM8K numbers")
 """The one line logged (warning, once per process) when :func:`load_math_corpus` falls back to the embedded
 default."""
 

@@ -15,13 +15,22 @@ from gymnasium import spaces
 
 from vpt_gym.budget import Budget, Ledger
 from vpt_gym.core import (
+    AcceptsTasks,
     BranchableLearner,
+    DifferentiableTasks,
+    DomainMatchedFeedback,
     FeedbackSet,
+    LinearTaskValues,
     Learner,
+    MaskedActions,
     PreconditionedLearner,
     PretrainStream,
+    SubsetOnlyGradients,
     Task,
+    TaskDependentForward,
     TaskSpace,
+    capability,
+    require,
 )
 from vpt_gym.envs.task_design.feedback import FeedbackMixin
 from vpt_gym.envs.task_design.lookahead import LookaheadMixin
@@ -229,6 +238,9 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
         if not np.isfinite(divergence_penalty) or abs(divergence_penalty) > VALUE_CAP:
             raise ValueError(f"divergence_penalty must be finite and within +-{VALUE_CAP}, got {divergence_penalty!r}")
+        for part, protocol, role in ((learner, Learner, "learner"), (task_space, TaskSpace, "task_space"),
+                                     (stream, PretrainStream, "stream"), (feedback, FeedbackSet, "feedback")):
+            require(part, protocol, role)
         self.feedback_momentum = check_feedback_momentum(feedback_momentum)
         self.learner = learner
         self.task_space = task_space
@@ -240,7 +252,15 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         self.divergence_penalty = float(divergence_penalty)
         self.evaluate_at_end = bool(evaluate_at_end)
         self.forward_mode_lookahead = True
-        self._task_dependent = bool(getattr(task_space, "task_dependent_forward", False))
+        # Optional capabilities (vpt_gym.core), resolved once here; nothing probes the parts later.
+        self._task_dependent = capability(task_space, TaskDependentForward, flag="task_dependent_forward")
+        self._matched = capability(feedback, DomainMatchedFeedback, flag="domain_matched")
+        self._masks = task_space.action_masks if isinstance(task_space, MaskedActions) else None
+        self._accepts = task_space.accepts if isinstance(task_space, AcceptsTasks) else None
+        self._linear_values = task_space.linear_values if isinstance(task_space, LinearTaskValues) else None
+        self._value_derivative = (task_space.value_derivative if isinstance(task_space, DifferentiableTasks)
+                                  else None)
+        self._subset_only = learner.grad_only_on_subset if isinstance(learner, SubsetOnlyGradients) else None
         self.forward_mode_per_task = False
         """Look-ahead of task-dependent families (augmentations, masks, domains) by one forward-mode pass per
         task instead of a forward + backward. Same values (relative difference ~1e-6 in float32); off by
@@ -248,13 +268,6 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         presets: SSL-Mask 46 vs 26 ms, LM-Domains 47 vs 12 ms; ``benchmarks/overhead.py``)."""
         self._jvp_unsupported = False
         self._preconditioned = isinstance(learner, PreconditionedLearner)
-        if self._task_dependent and not callable(getattr(task_space, "materialize", None)):
-            raise ValueError(f"{type(task_space).__name__} sets task_dependent_forward but has no materialize()")
-        self._matched = bool(getattr(feedback, "domain_matched", False))
-        if self._matched and not (all(callable(getattr(feedback, h, None)) for h in ("task_losses", "matched_weights"))
-                                  and isinstance(getattr(feedback, "weights", None), dict)):
-            raise ValueError(f"{type(feedback).__name__} sets domain_matched but lacks task_losses()/matched_weights()/"
-                             "weights")
 
         self.action_space = task_space.action_space
         self._discrete = isinstance(self.action_space, spaces.Discrete)
@@ -296,10 +309,9 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
 
     def action_masks(self) -> np.ndarray:
         """Valid-action mask, shape [K], bool (all True unless the task space masks some tasks)."""
-        masks = getattr(self.task_space, "action_masks", None)
-        if masks is None:
+        if self._masks is None:
             return np.ones(self.num_menu, dtype=bool)
-        return np.asarray(masks(), dtype=bool)
+        return np.asarray(self._masks(), dtype=bool)
 
     @property
     def pending_batch(self) -> Any:
@@ -339,9 +351,7 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         episode_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**63 - 1))
         g_learner, g_tasks, g_data, g_feedback = self._rngs = _generators(episode_seed, 4)
         self.learner.reset(g_learner)
-        task_reset = getattr(self.task_space, "reset", None)
-        if task_reset is not None:
-            task_reset(g_tasks)
+        self.task_space.reset(g_tasks)
         self.stream.reset(g_data)
         self.feedback.reset(g_feedback)
 
@@ -404,8 +414,7 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         return a, False
 
     def _resolve_task(self, task: Task) -> Task:
-        accepts = getattr(self.task_space, "accepts", None)
-        if accepts is None or not accepts(task):
+        if self._accepts is None or not self._accepts(task):
             raise ValueError(f"task {task.name!r} (family {task.family!r}) is not accepted by "
                              f"{type(self.task_space).__name__}")
         if self.budget.updates_per_decision != 1:

@@ -19,6 +19,8 @@ from vpt_gym.core import Task
 from vpt_gym.value import GradientStats, UpdateOutcome, grad_norm
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from vpt_gym.budget import Ledger
     from vpt_gym.value import ValueEstimator
 
@@ -34,6 +36,7 @@ class FeedbackMixin:
         feedback_momentum: float
         _ledger: Ledger
         _matched: bool
+        _subset_only: Callable[[], AbstractContextManager[None]] | None
         _g_down: list[torch.Tensor]
         _g_tasks: dict[str, list[torch.Tensor]] | None
         _g_down_norm: float
@@ -51,7 +54,7 @@ class FeedbackMixin:
         """Recompute g_down on a fresh feedback batch; False when it is non-finite."""
         batch = self.feedback.sample_batch()
         self._charge_feedback_data(batch)
-        only_subset = getattr(self.learner, "grad_only_on_subset", None)  # no autograd graph below S
+        only_subset = self._subset_only  # no autograd graph below S
         with only_subset() if only_subset is not None else contextlib.nullcontext():
             return self._feedback_gradient(batch)
 

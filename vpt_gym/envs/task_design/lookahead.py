@@ -7,7 +7,7 @@ one forward-mode pass) per task; every pass is charged in the ledger. The learne
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -72,6 +72,8 @@ class LookaheadMixin:
         _done: bool
         _ready: bool
         _matched: bool
+        _linear_values: Callable[..., np.ndarray] | None
+        _value_derivative: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None
         _preconditioned: bool
         _task_dependent: bool
         _jvp_unsupported: bool
@@ -108,7 +110,7 @@ class LookaheadMixin:
         """
         if not self._ready or self._done:
             raise RuntimeError("value_derivative() needs a running episode: call reset() first")
-        hook = getattr(self.task_space, "value_derivative", None)
+        hook = self._value_derivative
         if hook is None:
             raise NotImplementedError(f"{type(self.task_space).__name__} has no differentiable-task hook")
         self._ledger.lookahead_forward += 1
@@ -171,7 +173,7 @@ class LookaheadMixin:
         tasks = [self.task_space.task(self._resolve_action(a)[0]) for a in actions]
         lr = float(self.learner.lr)
         precondition = self._lookahead_preconditioner() if value == "preconditioned" else None
-        linear_values = getattr(self.task_space, "linear_values", None)
+        linear_values = self._linear_values
         if value == "cosine":
             return np.asarray([self._task_value(task, cosine=True) for task in tasks], dtype=np.float64)
         if value == "value_gain":
