@@ -313,3 +313,24 @@ def test_ssl_versions_differ_only_in_the_default_reward() -> None:
         runs.append((obs, [float(r) for _, r, *_ in steps], steps[-1][4]["eval"]))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1] and runs[0][2] == runs[1][2]
+
+
+@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+def test_every_entry_point_has_an_explicit_keyword_signature(env_id: str) -> None:
+    """inspect.signature of each registered factory lists exactly the keywords gym.make accepts (no **kwargs),
+    with the builder's defaults; a keyword outside it is refused by name before any work."""
+    import inspect
+
+    from vpt_gym.envs import env_keywords
+
+    module, _, name = ENV_IDS[env_id]["entry_point"].partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        pytest.skip(f"needs an extra: {exc}")
+    params = inspect.signature(factory).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values()), env_id
+    assert tuple(sorted(params)) == env_keywords(env_id)
+    assert params["budget"].default in (None, 256)  # the builder's default, not a placeholder
+    with pytest.raises(ValueError, match=r"has no keyword\(s\) \['no_such_knob'\]; accepted: \[.*'budget'"):
+        factory(no_such_knob=1)

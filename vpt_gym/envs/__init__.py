@@ -179,6 +179,45 @@ def card(doc: str | None) -> str:
     return (doc or "").replace("        $BASE_ROWS", OBSERVATION_BASE_ROWS)
 
 
+def keyword_signature(builder: Any = None, *, fixed: tuple[str, ...] = (), extra: Any = None) -> Any:
+    """Decorator: give an env factory ``def make(**kwargs)`` the explicit keyword signature of ``builder``.
+
+    The factory's ``inspect.signature`` (``help()``, notebooks, ``gymnasium.make`` checks) lists ``builder``'s
+    keyword-only parameters (default ``builder``: the factory itself) except those the factory ``fixed``
+    itself (e.g. ``continuous``), with their annotations and defaults; ``extra`` (a dataclass whose fields
+    the factory's ``**overrides`` take) adds its fields as keyword-only parameters. A call is bound against
+    that signature first: an unknown or fixed keyword raises ``ValueError`` naming it and the accepted ones,
+    before any work.
+    """
+    import dataclasses
+    import inspect
+
+    def decorate(factory: Any) -> Any:
+        kept = [p for p in inspect.signature(builder or factory).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in fixed]
+        if extra is not None:
+            names = {p.name for p in kept}
+            kept += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=f.type, default=f.default)
+                     for f in dataclasses.fields(extra) if f.name not in names]
+        signature = inspect.Signature(kept, return_annotation="TaskDesignEnv")
+
+        accepted = sorted(signature.parameters)
+
+        @functools.wraps(factory)
+        def make(**kwargs: Any) -> Any:
+            unknown = sorted(set(kwargs) - set(signature.parameters))
+            if unknown:
+                raise ValueError(f"{factory.__name__} has no keyword(s) {unknown}; accepted: {accepted}")
+            return factory(**kwargs)
+
+        make.__signature__ = signature  # type: ignore[attr-defined]
+        make.__annotations__ = {**{p.name: p.annotation for p in kept}, "return": "TaskDesignEnv"}
+        del make.__wrapped__  # tools show the signature above, not the factory's **kwargs
+        return make
+
+    return decorate
+
+
 def _load(target: str) -> Any:
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)

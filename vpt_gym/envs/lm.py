@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from vpt_gym.budget import Budget
-from vpt_gym.envs import card
+from vpt_gym.envs import card, keyword_signature
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.lm.corpus import (
@@ -430,6 +430,7 @@ _LM_CARD = """
 """
 
 
+@keyword_signature(_make_lm_env, fixed=("continuous",))
 def make_soft_targets_env(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/LM-SoftTargets-v0``: a ``Discrete`` menu of soft next-token targets for the next update.
 
@@ -448,6 +449,7 @@ def make_soft_targets_env(**kwargs: Any) -> TaskDesignEnv:
     return _make_lm_env(0, continuous=False, **kwargs)
 
 
+@keyword_signature(_make_lm_env, fixed=("continuous",))
 def make_soft_targets_continuous_env(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/LM-SoftTargetsContinuous-v0``: ``Box([-1, 1]^2)`` -> self top-K distillation (alpha, tau).
 
@@ -462,6 +464,7 @@ def make_soft_targets_continuous_env(**kwargs: Any) -> TaskDesignEnv:
     return _make_lm_env(0, continuous=True, **kwargs)
 
 
+@keyword_signature(_make_lm_env, fixed=("continuous",))
 def make_soft_targets_env_v1(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/LM-SoftTargets-v1``: the menu of ``vpt/LM-SoftTargets-v0`` on v1's stream and lr.
 
@@ -481,6 +484,7 @@ def make_soft_targets_env_v1(**kwargs: Any) -> TaskDesignEnv:
     return _make_lm_env(1, continuous=False, **kwargs)
 
 
+@keyword_signature(_make_lm_env, fixed=("continuous",))
 def make_soft_targets_continuous_env_v1(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/LM-SoftTargetsContinuous-v1``: ``Box([-1, 1]^2)`` -> self top-K distillation (alpha, tau).
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from vpt_gym.core import Task
-from vpt_gym.envs import card
+from vpt_gym.envs import card, keyword_signature
 from vpt_gym.envs.lm import LMVersion, check_lm_options, lm_resources, math_stream_texts
 from vpt_gym.envs.task_design import LOSS_CAP, TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
@@ -450,6 +450,7 @@ _DOMAINS_CARD = """
 """
 
 
+@keyword_signature(_make_domains_env, fixed=("continuous",))
 def make_domains_env(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/LM-Domains-v0``: a ``Discrete`` menu of data-domain mixtures for the next learner update.
 
@@ -468,6 +469,7 @@ def make_domains_env(**kwargs: Any) -> TaskDesignEnv:
     return _make_domains_env(0, continuous=False, **kwargs)
 
 
+@keyword_signature(_make_domains_env, fixed=("continuous",))
 def make_domains_continuous_env(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/LM-DomainsContinuous-v0``: ``Box([-1, 1]^D)`` -> mixture pi = softmax(logit_scale * a).
 
@@ -483,6 +485,7 @@ def make_domains_continuous_env(**kwargs: Any) -> TaskDesignEnv:
     return _make_domains_env(0, continuous=True, **kwargs)
 
 
+@keyword_signature(_make_domains_env, fixed=("continuous",))
 def make_domains_env_v1(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/LM-Domains-v1``: the domain menu of ``vpt/LM-Domains-v0`` on v1's math stream and lr.
 
@@ -501,6 +504,7 @@ def make_domains_env_v1(**kwargs: Any) -> TaskDesignEnv:
     return _make_domains_env(1, continuous=False, **kwargs)
 
 
+@keyword_signature(_make_domains_env, fixed=("continuous",))
 def make_domains_continuous_env_v1(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/LM-DomainsContinuous-v1``: ``Box([-1, 1]^D)`` -> mixture pi = softmax(logit_scale * a).
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from vpt_gym.budget import Budget
 from vpt_gym.core import Learner, Task
-from vpt_gym.envs import card
+from vpt_gym.envs import card, keyword_signature
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.learners import TorchLearner
@@ -257,6 +257,7 @@ class ToyFeedback:
         }
 
 
+@keyword_signature(extra=ToyConfig)
 def make_toy_env(
     *,
     budget: int = 256,

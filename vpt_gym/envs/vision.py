@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from vpt_gym.budget import Budget
-from vpt_gym.envs import card
+from vpt_gym.envs import card, keyword_signature
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.value import make_value_estimator
@@ -326,6 +326,7 @@ _CARD_COMMON = """
 """
 
 
+@keyword_signature(_make_ssl_env, fixed=("menu",))
 def make_ssl_augment_env(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/SSL-Augment-v0``: the action picks the augmentation recipe of the next update.
 
@@ -341,6 +342,7 @@ def make_ssl_augment_env(**kwargs: Any) -> TaskDesignEnv:
     return _make_ssl_env(0, menu="augment", **kwargs)
 
 
+@keyword_signature(_make_ssl_env, fixed=("menu",))
 def make_ssl_mask_env(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/SSL-Mask-v0``: the action picks a keep-mask family and keep ratio (blur fill, sigma 2).
 
@@ -354,6 +356,7 @@ def make_ssl_mask_env(**kwargs: Any) -> TaskDesignEnv:
     return _make_ssl_env(0, menu="mask", **kwargs)
 
 
+@keyword_signature(_make_ssl_env, fixed=("menu",))
 def make_ssl_mask_continuous_env(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/SSL-MaskContinuous-v0``: ``Box([-1, 1]^2)`` sets the keep ratio and the blur sigma.
 
@@ -368,6 +371,7 @@ def make_ssl_mask_continuous_env(**kwargs: Any) -> TaskDesignEnv:
     return _make_ssl_env(0, menu="mask_continuous", **kwargs)
 
 
+@keyword_signature(_make_ssl_env, fixed=("menu",))
 def make_ssl_augment_env_v1(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/SSL-Augment-v1``: the menu of ``vpt/SSL-Augment-v0``, rewarded by the measured probe-loss drop.
 
@@ -382,6 +386,7 @@ def make_ssl_augment_env_v1(**kwargs: Any) -> TaskDesignEnv:
     return _make_ssl_env(1, menu="augment", **kwargs)
 
 
+@keyword_signature(_make_ssl_env, fixed=("menu",))
 def make_ssl_mask_env_v1(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/SSL-Mask-v1``: the mask menu of ``vpt/SSL-Mask-v0``, rewarded by the measured probe-loss drop.
 
@@ -395,6 +400,7 @@ def make_ssl_mask_env_v1(**kwargs: Any) -> TaskDesignEnv:
     return _make_ssl_env(1, menu="mask", **kwargs)
 
 
+@keyword_signature(_make_ssl_env, fixed=("menu",))
 def make_ssl_mask_continuous_env_v1(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/SSL-MaskContinuous-v1``: ``Box([-1, 1]^2)`` sets the keep ratio and the blur sigma.
 
