@@ -137,8 +137,8 @@ def instrument(env) -> Breakdown:
     b.wrap(env.learner, "backward", "learner backward")
     b.wrap(env.learner, "apply_update", "learner update")
     b.wrap(env.task_space, "describe", "batch descriptors")
-    b.wrap(env, "_refresh_feedback", "feedback gradient")
-    b.wrap(env, "_outcome", "reward probe")
+    b.wrap(env.feedback_gradient, "refresh", "feedback gradient")
+    b.wrap(env.probe, "outcome", "reward probe")
     b.wrap(env, "_observation", "observation")
     b.wrap(td, "gradient_stats", "alignment")
     return b

@@ -46,7 +46,7 @@ def test_env_runs_on_cuda_and_matches_the_cpu(env_id: str) -> None:
     assert all(p.device.type == "cuda" for p in base.learner.module.parameters())
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
-    assert all(g.device.type == "cuda" for g in base._g_down)
+    assert all(g.device.type == "cuda" for g in base.g_down)
     action = base.standard_action
     obs, reward, *_ = env.step(action)
     assert env.observation_space.contains(obs) and math.isfinite(reward)

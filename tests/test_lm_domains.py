@@ -167,7 +167,7 @@ def test_no_feedback_or_eval_example_in_any_pretraining_batch() -> None:
     eos = 0
     corpus = load_math_corpus(resolve_data_dir(None), feedback_size=1024, split_seed=0)  # the env's defaults
     problems = corpus.feedback + corpus.eval  # every GSM8K feedback and eval problem
-    encoded = base.tokenizer.encode_batch(problem_texts(problems))
+    encoded = tasks["gsm8k"].tokenizer.encode_batch(problem_texts(problems))  # the env's one tokenizer
     heldout = [window_hashes(np.asarray(e.ids + [eos]), width) for e in encoded]
     for name in ("code", "prose"):
         heldout += [window_hashes(tasks[name].feedback_windows, width), window_hashes(tasks[name].eval_windows, width)]

@@ -169,11 +169,13 @@ def check_choice(name: str, value: Any, accepted) -> None:
 
 def check_lm_options(*, size: str, budget: int | None, updates_per_decision: int, feedback_period: int, reward: str,
                      lr: float | None, model: str | None, device: str, dtype: str | None,
-                     counts: dict[str, Any]) -> tuple[LMPreset, Budget, torch.device, str]:
+                     counts: dict[str, Any], split_seed: int = 0) -> tuple[LMPreset, Budget, torch.device, str]:
     """Validate the keywords every LM env shares, before any data is read or model built.
 
     Args:
         counts: optional positive-integer keywords by name (e.g. ``eval_items``); ``None`` means the preset's.
+        split_seed: the feedback/eval split seed, an int >= 0 (checked here: a bool would hit the per-process
+            caches as 0 or 1).
 
     Returns:
         (preset, budget, device, dtype name).
@@ -189,6 +191,8 @@ def check_lm_options(*, size: str, budget: int | None, updates_per_decision: int
     make_value_estimator(reward)  # validate the name before any work
     if lr is not None and not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
+        raise ValueError(f"split_seed must be an int >= 0, got {split_seed!r}")
     for name, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
@@ -275,9 +279,9 @@ def _make_lm_env(
     math_stream, lr, reward = LM_VERSIONS[version].resolve(size, math_stream, lr, reward)
     preset, budget_obj, dev, chosen_dtype = check_lm_options(
         size=size, budget=budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period,
-        reward=reward, lr=lr, model=model, device=device, dtype=dtype,
+        reward=reward, lr=lr, model=model, device=device, dtype=dtype, split_seed=split_seed,
         counts={"eval_items": eval_items, "max_new_tokens": max_new_tokens,
-                "feedback_batch_size": feedback_batch_size})
+                "feedback_batch_size": feedback_batch_size, "feedback_size": feedback_size})
     if preset.base is not None:
         vocab_size = preset.base.vocab_size
     else:
@@ -314,10 +318,9 @@ def _make_lm_env(
         max_new_tokens=min(max_new_tokens or preset.max_new_tokens, context // 2), source=corpus.source,
         eos_token_id=eos,
     )
-    env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
-                        reward=reward, feedback_momentum=feedback_momentum)
-    env.data_sources = {"math": math_source, "general": general_source}
-    return env
+    return TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
+                         reward=reward, feedback_momentum=feedback_momentum,
+                         data_sources={"math": math_source, "general": general_source})
 
 
 def _load_pretrained(model: str, data_dir: Path | None, feedback_size: int, split_seed: int, dtype: str,

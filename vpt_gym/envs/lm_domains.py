@@ -303,8 +303,8 @@ def _make_domains_env(
     math_stream, lr, reward = DOMAINS_VERSIONS[version].resolve(size, math_stream, lr, reward)
     preset, budget_obj, dev, chosen_dtype = check_lm_options(
         size=size, budget=budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period,
-        reward=reward, lr=lr, model=model, device=device, dtype=dtype,
-        counts={"eval_items": eval_items, "max_new_tokens": max_new_tokens,
+        reward=reward, lr=lr, model=model, device=device, dtype=dtype, split_seed=split_seed,
+        counts={"eval_items": eval_items, "max_new_tokens": max_new_tokens, "feedback_size": feedback_size,
                 "heldout_eval_windows": heldout_eval_windows, "feedback_batch_size": feedback_batch_size})
     check_feedback_momentum(feedback_momentum)
     extra = tuple(extra_domains)
@@ -373,12 +373,10 @@ def _make_domains_env(
                 eval_items=min(heldout_eval_windows or 4 * preset.eval_items, dom.eval_windows.shape[0]),
                 source=f"{dom.source} (held-out files/chunks)")
     multitask = MultitaskFeedback(tasks, omega, matched_domains=matched, domain_matched=domain_matched)
-    env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=multitask,
-                        budget=budget_obj, reward=reward, feedback_momentum=feedback_momentum)
-    env.tokenizer = tokenizer
-    env.data_sources = {n: tokenized[n].source for n in names}
-    env.decontamination = {n: {"documents": tokenized[n].documents, "dropped": tokenized[n].dropped} for n in names}
-    return env
+    return TaskDesignEnv(
+        learner=learner, task_space=task_space, stream=stream, feedback=multitask, budget=budget_obj, reward=reward,
+        feedback_momentum=feedback_momentum, data_sources={n: tokenized[n].source for n in names},
+        decontamination={n: {"documents": tokenized[n].documents, "dropped": tokenized[n].dropped} for n in names})
 
 
 _DOMAINS_CARD = """

@@ -238,10 +238,9 @@ def _make_ssl_env(
                              probe_size=min(probe_size or preset.probe_size, len(splits.feedback)),
                              fit_steps=preset.fit_steps,
                              eval_fit_steps=preset.eval_fit_steps)
-    env = TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
-                        reward=reward, feedback_momentum=feedback_momentum)
-    env.data_sources = {"images": splits.unlabeled.source}
-    return env
+    return TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
+                         reward=reward, feedback_momentum=feedback_momentum,
+                         data_sources={"images": splits.unlabeled.source})
 
 
 _CARD_ARGS = """

@@ -299,6 +299,11 @@ class GSM8KFeedback:
         self._generator: torch.Generator | None = None
         self._probe: FeedbackBatch | None = None
 
+    @property
+    def tokenizer(self) -> tokenizers.Tokenizer:
+        """The tokenizer of the feedback and eval problems (the learner's own)."""
+        return self._tokenizer
+
     def _tokenize(self, problems: Sequence[MathProblem]) -> tuple[list[tuple[list[int], int]], list[list[int]]]:
         """Teacher-forcing sequences (``fit_to_context``) and left-cut generation prompts of ``problems``."""
         encode = self._tokenizer.encode_batch

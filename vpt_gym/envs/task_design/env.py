@@ -1,10 +1,11 @@
-"""The env core: construction, reset, step, observation. Look-ahead and the feedback side are mixins."""
+"""The env core: construction, reset, step, observation. The feedback side is two components that own their
+state (``feedback.FeedbackGradient``, ``feedback.FeedbackProbe``); the look-ahead is a mixin (``lookahead``)."""
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, SupportsFloat, cast
 
@@ -32,7 +33,7 @@ from vpt_gym.core import (
     capability,
     require,
 )
-from vpt_gym.envs.task_design.feedback import FeedbackMixin
+from vpt_gym.envs.task_design.feedback import FeedbackGradient, FeedbackProbe
 from vpt_gym.envs.task_design.lookahead import LookaheadMixin
 from vpt_gym.value import (
     GradientStats,
@@ -132,7 +133,7 @@ def _generators(seed: int, count: int) -> list[torch.Generator]:
     return gens
 
 
-class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
+class TaskDesignEnv(LookaheadMixin, gym.Env):
     """Continued pretraining as an MDP: each action picks the pretraining task of the next learner update(s).
 
     Description:
@@ -206,17 +207,16 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         evaluate_at_end: run the eval split at episode end (``info["eval"]``).
         feedback_momentum: beta in [0, 1): each refresh sets g_down <- beta * g_down + (1 - beta) * g_new (a
             running average across refreshes, restarted every episode; 0 = the fresh gradient only).
+        data_sources: where each pretraining stream's data came from, ``{name: source}`` (kept as
+            ``env.data_sources``; provenance only, no effect on the MDP).
+        decontamination: per pretraining domain, what decontamination removed (``{domain: {"documents": n,
+            "dropped": m}}``; kept as ``env.decontamination``).
 
     Version History:
         v0: initial release.
     """
 
     metadata = {"render_modes": []}
-
-    # Set on the env by some factories after construction (declared here for the type checker):
-    data_sources: dict[str, str]  # where each pretraining stream's data came from
-    tokenizer: Any  # the LM-Domains tokenizer
-    decontamination: dict[str, dict[str, Any]]  # LM-Domains: per-domain decontamination counts
 
     def __init__(
         self,
@@ -231,6 +231,8 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         divergence_penalty: float = -1.0,
         evaluate_at_end: bool = True,
         feedback_momentum: float = 0.0,
+        data_sources: Mapping[str, str] | None = None,
+        decontamination: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         if not isinstance(budget, Budget):
             raise ValueError(f"budget must be a vpt_gym.budget.Budget, got {budget!r}")
@@ -242,6 +244,10 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
                                      (stream, PretrainStream, "stream"), (feedback, FeedbackSet, "feedback")):
             require(part, protocol, role)
         self.feedback_momentum = check_feedback_momentum(feedback_momentum)
+        self.data_sources: dict[str, str] = dict(data_sources or {})
+        """Where each pretraining stream's data came from (``{stream name: source}``; a factory's record)."""
+        self.decontamination: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (decontamination or {}).items()}
+        """Per pretraining domain, what decontamination against the feedback and eval splits removed."""
         self.learner = learner
         self.task_space = task_space
         self.stream = stream
@@ -261,12 +267,19 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         self._value_derivative = (task_space.value_derivative if isinstance(task_space, DifferentiableTasks)
                                   else None)
         self._subset_only = learner.grad_only_on_subset if isinstance(learner, SubsetOnlyGradients) else None
+        self.feedback_gradient = FeedbackGradient(feedback, learner, matched=self._matched,
+                                                  subset_only=self._subset_only,
+                                                  momentum=self.feedback_momentum, ema_decay=self.ema_decay)
+        """The g_down component (refreshes, running average, domain-matched g_j; its own state)."""
+        self.probe = FeedbackProbe(feedback, learner, self.value_estimator)
+        """The probe component (L_down / metric on the fixed probe batch before and after each update)."""
         self.forward_mode_per_task = False
         """Look-ahead of task-dependent families (augmentations, masks, domains) by one forward-mode pass per
         task instead of a forward + backward. Same values (relative difference ~1e-6 in float32); off by
         default because PyTorch's forward mode is the slower of the two on CPU (measured per candidate, tiny
         presets: SSL-Mask 46 vs 26 ms, LM-Domains 47 vs 12 ms; ``benchmarks/overhead.py``)."""
         self._jvp_unsupported = False
+        self._view: Any = None  # a task-dependent family's view of the pending batch (set by _task_loss)
         self._preconditioned = isinstance(learner, PreconditionedLearner)
 
         self.action_space = task_space.action_space
@@ -305,7 +318,7 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
     @property
     def g_down(self) -> list[torch.Tensor]:
         """The cached feedback gradient on S: list of tensors [*param_shape_i], learner dtype and device."""
-        return self._g_down
+        return self.feedback_gradient.g_down
 
     def action_masks(self) -> np.ndarray:
         """Valid-action mask, shape [K], bool (all True unless the task space masks some tasks)."""
@@ -363,18 +376,11 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         self._ema_pre: float | None = None
         self._ema_log_g_pre: float | None = None
         self._ema_cos: float | None = None
-        self._ema_fb: float | None = None
-        self._g_down_norm = 0.0
-        self._g_down = None  # type: ignore[assignment]  # set by the first feedback refresh, before any read
-        self._g_tasks: dict[str, list[torch.Tensor]] | None = None
         self._done = False
 
-        est = self.value_estimator
-        self._diverged = not self._refresh_feedback()
-        if est.needs_probe_loss:
-            self._probe_loss = self._measure_probe(self.feedback.loss)
-        if est.needs_probe_metric:
-            self._probe_metric = self._measure_probe(self.feedback.metric)
+        self.feedback_gradient.reset(self._ledger)
+        self._diverged = not self.feedback_gradient.refresh()
+        self.probe.reset(self._ledger)
         self._prepare_next()
         self._ready = True
         info = {
@@ -471,7 +477,7 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
                 self._prepare_next()
         self._decisions += 1
         if not diverged and self._decisions % self.budget.feedback_period == 0 and not self._budget_spent():
-            diverged = not self._refresh_feedback()
+            diverged = not self.feedback_gradient.refresh()
         if diverged:
             reward = self.divergence_penalty
         self._diverged = diverged
@@ -484,7 +490,7 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
             "masked_action": bool(masked),
             "diverged": bool(diverged),
             "pretrain_loss": float(np.mean(losses)) if losses else float("nan"),
-            "feedback_loss": float(self._feedback_loss),
+            "feedback_loss": float(self.feedback_gradient.loss),
             "alignment": float(alignment),
             "preconditioned": float(preconditioned),
             "step_value": float(step_value),
@@ -539,14 +545,16 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         rng_states = [g.get_state() for g in self._rngs]
         parts = (self.task_space, self.stream, self.feedback)  # their plain attributes (e.g. a per-batch seed memo)
         part_states = [dict(vars(p)) if hasattr(p, "__dict__") else None for p in parts]
-        fields = ("_ledger", "_view", "_probe_loss", "_probe_metric")
-        saved = {f: copy.deepcopy(getattr(self, f)) for f in fields if hasattr(self, f)}
+        probe = self.probe
+        saved_ledger = copy.deepcopy(self._ledger)  # restored in place: the components hold this object
+        saved_view = copy.deepcopy(self._view)
+        saved_probe = (probe.loss, probe.metric)
         with torch.no_grad():
             before = float(measure(self.learner))
         force_probe = probe_loss and not self.value_estimator.needs_probe_loss
         if force_probe:
-            self._probe_loss = self._measure_probe(self.feedback.loss)
-        start = {f: getattr(self, f) for f in ("_probe_loss", "_probe_metric") if hasattr(self, f)}
+            probe.loss = probe.measure(self.feedback.loss)
+        start = (probe.loss, probe.metric)
         branches: list[Branch] = []
         try:
             for action in resolved:
@@ -554,8 +562,7 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
                 for g, state in zip(self._rngs, rng_states, strict=True):
                     g.set_state(state)
                 _restore_attributes(parts, part_states)
-                for f, value in start.items():  # each branch's probe "before" is the current state's
-                    setattr(self, f, value)
+                probe.loss, probe.metric = start  # each branch's probe "before" is the current state's
                 if not self._task_dependent:  # the pending graph is spent by each branch's backward
                     self._outputs = self.learner.forward(self._batch)
                 task = self.task_space.task(action)
@@ -569,10 +576,9 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
             for g, state in zip(self._rngs, rng_states, strict=True):
                 g.set_state(state)
             _restore_attributes(parts, part_states)
-            for f, value in saved.items():
-                setattr(self, f, value)
-            if force_probe and "_probe_loss" not in saved:
-                del self._probe_loss
+            vars(self._ledger).update(vars(saved_ledger))
+            self._view = saved_view
+            probe.loss, probe.metric = saved_probe
             if not self._task_dependent:  # a fresh graph for the real update (same values, bitwise on CPU)
                 self._outputs = self.learner.forward(self._batch)
         return before, branches
@@ -592,9 +598,9 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
             batch = self._view
         g_pre = self.learner.backward(loss)
         self._ledger.learner_backward += 1
-        g_down = self._g_down_for(task)
+        g_down = self.feedback_gradient.for_task(task)
         stats = gradient_stats(g_down, g_pre, lr, loss=loss,  # the update's first host sync
-                               g_down_norm=None if self._matched else self._g_down_norm)
+                               g_down_norm=None if self._matched else self.feedback_gradient.norm)
         if not (np.isfinite(stats.loss) and np.isfinite(stats.g_pre_norm) and np.isfinite(stats.dot)):
             return None
         subset = self.learner.alignment_parameters()
@@ -606,8 +612,8 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
         self._ledger.learner_updates += 1
         self._ledger.examples += int(batch.num_examples)
         self._ledger.tokens += int(batch.num_tokens)
-        outcome = self._outcome(stats, std_alignment, preconditioned=preconditioned, step_value=step_value,
-                                probe_loss=probe_loss)
+        outcome = self.probe.outcome(stats, std_alignment, preconditioned=preconditioned, step_value=step_value,
+                                     probe_loss=probe_loss)
         return stats, outcome
 
     def _budget_spent(self) -> bool:
@@ -656,13 +662,14 @@ class TaskDesignEnv(LookaheadMixin, FeedbackMixin, gym.Env):
 
     def _observation(self) -> np.ndarray:
         k = self.num_menu
+        fb = self.feedback_gradient
         updates = self._ledger.learner_updates
         base = [
             1.0 - updates / self.budget.learner_updates,
             self._ema_pre if self._ema_pre is not None else 0.0,
-            self._ema_fb if self._ema_fb is not None else 0.0,
+            fb.ema_loss if fb.ema_loss is not None else 0.0,
             self._ema_log_g_pre if self._ema_log_g_pre is not None else LOG10_NORM_RANGE[0],
-            _log10(self._g_down_norm),
+            _log10(fb.norm),
             self._ema_cos if self._ema_cos is not None else 0.0,
         ]
         freq = self._counts / updates if updates else np.zeros(k)  # designer-built tasks are not counted

@@ -1,4 +1,5 @@
-"""The feedback side of :class:`~vpt_gym.envs.task_design.TaskDesignEnv`: g_down refreshes, probes, outcomes.
+"""The feedback side of :class:`~vpt_gym.envs.task_design.TaskDesignEnv`, as two components that own their
+state: :class:`FeedbackGradient` (g_down refreshes) and :class:`FeedbackProbe` (probe measurements, outcomes).
 
 g_down is the gradient of L_down on a feedback batch, on the alignment subset S only, refreshed every
 ``feedback_period`` decisions (V-Pretraining v2 Eq. 8-9, 28); probes measure L_down or the metric on the
@@ -24,42 +25,84 @@ if TYPE_CHECKING:
     from vpt_gym.budget import Ledger
     from vpt_gym.value import ValueEstimator
 
+__all__ = ["FeedbackGradient", "FeedbackProbe", "charge_feedback_data"]
 
-class FeedbackMixin:
-    """The feedback methods of :class:`~vpt_gym.envs.task_design.TaskDesignEnv` (which holds the state)."""
 
-    if TYPE_CHECKING:  # the host env's attributes these methods read and write (declared for the type checker)
-        feedback: Any  # a FeedbackSet, with task_losses/weights when domain-matched
-        learner: Any  # a Learner, optionally with grad_only_on_subset
-        value_estimator: ValueEstimator
-        ema_decay: float
-        feedback_momentum: float
-        _ledger: Ledger
-        _matched: bool
-        _subset_only: Callable[[], AbstractContextManager[None]] | None
-        _g_down: list[torch.Tensor]
-        _g_tasks: dict[str, list[torch.Tensor]] | None
-        _g_down_norm: float
-        _feedback_loss: float
-        _ema_fb: float | None
-        _probe_loss: float
-        _probe_metric: float
+def charge_feedback_data(ledger: Ledger, batch: Any) -> None:
+    """Count a feedback batch's examples and tokens in ``ledger`` (batches without counts add 0)."""
+    ledger.feedback_examples += int(getattr(batch, "num_examples", 0))
+    ledger.feedback_tokens += int(getattr(batch, "num_tokens", 0))
 
-    def _charge_feedback_data(self, batch: Any) -> None:
-        """Count a feedback batch's examples and tokens in the ledger (batches without counts add 0)."""
-        self._ledger.feedback_examples += int(getattr(batch, "num_examples", 0))
-        self._ledger.feedback_tokens += int(getattr(batch, "num_tokens", 0))
 
-    def _refresh_feedback(self) -> bool:
-        """Recompute g_down on a fresh feedback batch; False when it is non-finite."""
+class FeedbackGradient:
+    """g_down on the alignment subset S, refreshed on fresh feedback batches; owns its state.
+
+    One refresh: a feedback batch, L_down on it (``feedback.loss``), and g_down = grad_S L_down
+    (``learner.subset_gradient``; inside ``subset_only()`` when the learner can stop the backward at S), as a
+    running average ``g_down <- beta * g_down + (1 - beta) * g_new`` across the refreshes of an episode
+    (beta = ``momentum``; 0: the fresh gradient). With domain-matched feedback
+    (:class:`~vpt_gym.core.DomainMatchedFeedback`) each task's g_j is kept and ``g_down = sum_j omega_j g_j``;
+    :meth:`for_task` gives the gradient that scores an update of a task (V-Pretraining v2 Eq. 44-46).
+    Source: V-Pretraining v2 Eq. 8-9 (g_down), Eq. 28 (the subset S).
+
+    State (from :meth:`reset`): ``g_down`` (list of tensors [*param_shape_i], learner dtype and device),
+    ``norm`` (|g_down,S|, float), ``loss`` (L_down of the last refresh), ``ema_loss`` (its EMA, decay
+    ``ema_decay``; None before the first refresh). Every pass and feedback example is charged in the ledger
+    given to :meth:`reset`.
+    """
+
+    def __init__(self, feedback: Any, learner: Any, *, matched: bool,
+                 subset_only: Callable[[], AbstractContextManager[None]] | None, momentum: float,
+                 ema_decay: float) -> None:
+        self.feedback = feedback
+        self.learner = learner
+        self.matched = bool(matched)
+        self.momentum = float(momentum)
+        self.ema_decay = float(ema_decay)
+        self._subset_only = subset_only
+        self._ledger: Ledger | None = None
+        self._g_down: list[torch.Tensor] | None = None
+        self._g_tasks: dict[str, list[torch.Tensor]] | None = None
+        self.norm = 0.0
+        self.loss = float("nan")
+        self.ema_loss: float | None = None
+
+    def reset(self, ledger: Ledger) -> None:
+        """Start an episode: forget g_down and the EMA; charge passes to ``ledger`` from now on."""
+        self._ledger = ledger
+        self._g_down = None
+        self._g_tasks = None
+        self.norm = 0.0
+        self.loss = float("nan")
+        self.ema_loss = None
+
+    @property
+    def g_down(self) -> list[torch.Tensor]:
+        """The current g_down on S.
+
+        Raises:
+            RuntimeError: before the first refresh of an episode.
+        """
+        if self._g_down is None:
+            raise RuntimeError("g_down is read before the first feedback refresh: reset() the env first")
+        return self._g_down
+
+    def refresh(self) -> bool:
+        """Recompute g_down on a fresh feedback batch (charged); False when the loss or g_down is non-finite."""
+        ledger = self._charging()
         batch = self.feedback.sample_batch()
-        self._charge_feedback_data(batch)
+        charge_feedback_data(ledger, batch)
         only_subset = self._subset_only  # no autograd graph below S
         with only_subset() if only_subset is not None else contextlib.nullcontext():
-            return self._feedback_gradient(batch)
+            return self._gradient(batch, ledger)
 
-    def _feedback_gradient(self, batch: Any) -> bool:
-        if self._matched:  # per-task g_j cached for domain-matched alignment; g_down = sum_j omega_j g_j
+    def _charging(self) -> Ledger:
+        if self._ledger is None:
+            raise RuntimeError("FeedbackGradient.reset(ledger) must be called before a refresh")
+        return self._ledger
+
+    def _gradient(self, batch: Any, ledger: Ledger) -> bool:
+        if self.matched:  # per-task g_j cached for domain-matched alignment; g_down = sum_j omega_j g_j
             losses = self.feedback.task_losses(self.learner, batch)
             omega = self.feedback.weights
             old = self._g_tasks or {}
@@ -69,24 +112,24 @@ class FeedbackMixin:
             }
             self._g_down = self._combine({j: omega[j] for j in losses})
             loss = sum(omega[j] * lj.detach() for j, lj in losses.items())
-            self._ledger.feedback_forward += len(losses)
-            self._ledger.feedback_backward += len(losses)
+            ledger.feedback_forward += len(losses)
+            ledger.feedback_backward += len(losses)
         else:
             loss = self.feedback.loss(self.learner, batch)
             self._g_down = self._running_average(self._g_down, [g.detach() for g in self.learner.subset_gradient(loss)])
-            self._ledger.feedback_forward += 1
-            self._ledger.feedback_backward += 1
+            ledger.feedback_forward += 1
+            ledger.feedback_backward += 1
         both = torch.stack([loss.detach().double().reshape(()), grad_norm(self._g_down).double()]).cpu().tolist()
-        self._feedback_loss, self._g_down_norm = (float(x) for x in both)  # one host sync per refresh
-        if not (np.isfinite(self._feedback_loss) and np.isfinite(self._g_down_norm)):
+        self.loss, self.norm = (float(x) for x in both)  # one host sync per refresh
+        if not (np.isfinite(self.loss) and np.isfinite(self.norm)):
             return False
         d = self.ema_decay
-        self._ema_fb = self._feedback_loss if self._ema_fb is None else d * self._ema_fb + (1 - d) * self._feedback_loss
+        self.ema_loss = self.loss if self.ema_loss is None else d * self.ema_loss + (1 - d) * self.loss
         return True
 
     def _running_average(self, old: list[torch.Tensor] | None, new: list[torch.Tensor]) -> list[torch.Tensor]:
-        """beta * old + (1 - beta) * new with beta = ``feedback_momentum`` (``new`` at the first refresh)."""
-        beta = self.feedback_momentum
+        """beta * old + (1 - beta) * new with beta = ``momentum`` (``new`` at the first refresh)."""
+        beta = self.momentum
         if old is None or beta == 0.0:
             return new
         return [o.mul(beta).add_(n, alpha=1.0 - beta) for o, n in zip(old, new, strict=True)]
@@ -101,32 +144,60 @@ class FeedbackMixin:
                     acc.add_(g, alpha=float(c))
         return out
 
-    def _g_down_for(self, task: Task) -> list[torch.Tensor]:
+    def for_task(self, task: Task) -> list[torch.Tensor]:
         """The feedback gradient that scores an update of ``task``: g_down, or its domain-matched version."""
-        if not self._matched:
-            return self._g_down
+        if not self.matched:
+            return self.g_down
         return self._combine(self.feedback.matched_weights(task))
 
-    def _measure_probe(self, measure: Callable[[Any, Any], Any]) -> float:
+
+class FeedbackProbe:
+    """L_down and the feedback metric on the episode's fixed probe batch, before and after each update.
+
+    The ``value_gain`` and ``metric_gain`` rewards read the change (``estimator.needs_probe_loss`` /
+    ``needs_probe_metric``); each measurement is one feedback forward on the probe batch, charged in the
+    ledger. State: ``loss`` and ``metric``, the values at the current learner state (None: not measured).
+    """
+
+    def __init__(self, feedback: Any, learner: Any, estimator: ValueEstimator) -> None:
+        self.feedback = feedback
+        self.learner = learner
+        self.estimator = estimator
+        self._ledger: Ledger | None = None
+        self.loss: float | None = None
+        self.metric: float | None = None
+
+    def reset(self, ledger: Ledger) -> None:
+        """Start an episode (after ``feedback.reset``): measure what the estimator needs at theta_0."""
+        self._ledger = ledger
+        self.loss = self.measure(self.feedback.loss) if self.estimator.needs_probe_loss else None
+        self.metric = self.measure(self.feedback.metric) if self.estimator.needs_probe_metric else None
+
+    def measure(self, measure: Callable[[Any, Any], Any]) -> float:
         """``measure(learner, probe_batch)`` (the feedback loss or metric) without autograd, charged as one
         feedback forward on the probe batch."""
+        if self._ledger is None:
+            raise RuntimeError("FeedbackProbe.reset(ledger) must be called before a measurement")
         batch = self.feedback.probe_batch()
         with torch.no_grad():
             value = float(measure(self.learner, batch))
         self._ledger.feedback_forward += 1
-        self._charge_feedback_data(batch)
+        charge_feedback_data(self._ledger, batch)
         return value
 
-    def _outcome(self, stats: GradientStats, std_alignment: float | None, *, preconditioned: float | None = None,
-                 step_value: float | None = None, probe_loss: bool = False) -> UpdateOutcome:
-        est = self.value_estimator
+    def outcome(self, stats: GradientStats, std_alignment: float | None, *, preconditioned: float | None = None,
+                step_value: float | None = None, probe_loss: bool = False) -> UpdateOutcome:
+        """The :class:`~vpt_gym.value.UpdateOutcome` of an update just applied: the probe measured after it
+        where the estimator needs it (or ``probe_loss``), the state's values becoming the "before" of the
+        next update."""
+        est = self.estimator
         before_loss = after_loss = before_metric = after_metric = None
         if est.needs_probe_loss or probe_loss:
-            before_loss, after_loss = self._probe_loss, self._measure_probe(self.feedback.loss)
-            self._probe_loss = after_loss
+            before_loss, after_loss = self.loss, self.measure(self.feedback.loss)
+            self.loss = after_loss
         if est.needs_probe_metric:
-            before_metric, after_metric = self._probe_metric, self._measure_probe(self.feedback.metric)
-            self._probe_metric = after_metric
+            before_metric, after_metric = self.metric, self.measure(self.feedback.metric)
+            self.metric = after_metric
         return UpdateOutcome(
             stats=stats,
             probe_loss_before=before_loss,

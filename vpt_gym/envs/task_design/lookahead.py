@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from vpt_gym.core import Learner, Task, TaskSpace
+from vpt_gym.envs.task_design.feedback import charge_feedback_data
 from vpt_gym.value import REWARD_CLIP, gradient_stats
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from gymnasium import spaces
 
     from vpt_gym.budget import Ledger
+    from vpt_gym.envs.task_design.feedback import FeedbackGradient
     from vpt_gym.value import ValueEstimator
 
 LOOKAHEAD_VALUES = ("alignment", "preconditioned", "cosine", "value_gain")
@@ -77,9 +79,7 @@ class LookaheadMixin:
         _preconditioned: bool
         _task_dependent: bool
         _jvp_unsupported: bool
-        _g_down: list[torch.Tensor]
-
-        def _g_down_for(self, task: Task) -> list[torch.Tensor]: ...
+        feedback_gradient: FeedbackGradient
 
         def _resolve_action(self, action: Any) -> tuple[Any, bool]: ...
 
@@ -87,8 +87,6 @@ class LookaheadMixin:
 
         def counterfactual(self, actions: Sequence[Any] | None = None, *, measure: Any,
                            probe_loss: bool = False) -> tuple[float, list[Any]]: ...
-
-        def _charge_feedback_data(self, batch: Any) -> None: ...
 
         feedback: Any
 
@@ -114,7 +112,8 @@ class LookaheadMixin:
         if hook is None:
             raise NotImplementedError(f"{type(self.task_space).__name__} has no differentiable-task hook")
         self._ledger.lookahead_forward += 1
-        return hook(self.learner, self._batch, self._outputs, self._g_down if tangent is None else tangent)
+        direction = self.feedback_gradient.g_down if tangent is None else tangent
+        return hook(self.learner, self._batch, self._outputs, direction)
 
     def lookahead_values(self, actions: Sequence[Any] | None = None, *, value: str | None = None) -> np.ndarray:
         """Designer look-ahead: the value of each action's task for the next update, without taking it.
@@ -180,7 +179,7 @@ class LookaheadMixin:
             return self._value_gain_lookahead(actions)
         if linear_values is not None and self.forward_mode_lookahead and not self._matched:
             self._ledger.lookahead_forward += 1
-            tangent = _times(precondition, self._g_down)
+            tangent = _times(precondition, self.feedback_gradient.g_down)
             return lr * linear_values(self.learner, self._batch, self._outputs, tangent, tasks)
         return np.asarray([self._task_value(task, precondition) for task in tasks], dtype=np.float64)
 
@@ -194,7 +193,7 @@ class LookaheadMixin:
         self._ledger.feedback_forward += n + before
         probe = self.feedback.probe_batch()
         for _ in range(n + before):
-            self._charge_feedback_data(probe)
+            charge_feedback_data(self._ledger, probe)
         values = [-np.inf if b.outcome is None else
                   float(np.clip(b.outcome.probe_loss_before - b.outcome.probe_loss_after, -REWARD_CLIP, REWARD_CLIP))
                   for b in branches]
@@ -215,7 +214,7 @@ class LookaheadMixin:
         forward-mode AD) a backward to S, charged as ``lookahead_backward`` (plus the task's forward).
         """
         lr = float(self.learner.lr)
-        tangent = _times(precondition, self._g_down_for(task))
+        tangent = _times(precondition, self.feedback_gradient.for_task(task))
         if self._task_dependent and self.forward_mode_per_task and not self._jvp_unsupported and not cosine:
             try:
                 dot = self._loss_jvp(task, tangent)
