@@ -11,7 +11,7 @@ import torch
 
 import vpt_gym  # noqa: F401  (registers the ids)
 from vpt_gym.core import Task
-from vpt_gym.envs.lm_domains import DomainMixtureTaskSpace
+from vpt_gym.lm.mixture import DomainMixtureTaskSpace
 from vpt_gym.lm.corpus import load_math_corpus, problem_texts, resolve_data_dir
 from vpt_gym.lm.domains import (
     DECONTAMINATION_TOKENS,

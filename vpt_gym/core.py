@@ -28,6 +28,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+LOSS_CAP = 1.0e3
+"""Upper bound of loss features in observations and batch descriptors (nats per token or the learner's unit)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class Task:

@@ -11,6 +11,7 @@ pixelwise segmentation) on frozen learner features. Presets are plain data (:dat
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -80,9 +81,22 @@ VISION_PRESETS: dict[str, VisionPreset] = _presets()
 """Size presets: ``tiny`` (tests; random-init base), ``small`` (CPU; 100-step cached SSL base), ``paper`` (GPU)."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class VisionResources:
+    """The shared parts of the SSL envs' presets, built once per process (treat as read-only).
+
+    Attributes:
+        splits: the unlabeled / feedback / eval image splits (``vpt_gym.vision.data.split_images``).
+        state: the base checkpoint's state dict (tiny/small), or None (``paper``: a pretrained model).
+    """
+
+    splits: Any
+    state: Mapping[str, Any] | None
+
+
 @functools.lru_cache(maxsize=4)
-def _resources(size: str, data: str | None, image_size: int, feedback_size: int, eval_size: int, split_seed: int,
-               model_config: Any, cache: Path):
+def vision_resources(size: str, data: str | None, image_size: int, feedback_size: int, eval_size: int,
+                     split_seed: int, model_config: Any, cache: Path) -> VisionResources:
     """Image splits and (for tiny/small) the base state; cached per process (read-only)."""
     from vpt_gym.vision.base import load_or_pretrain_base
     from vpt_gym.vision.data import load_images, split_images
@@ -94,7 +108,7 @@ def _resources(size: str, data: str | None, image_size: int, feedback_size: int,
         config = replace(model_config, in_channels=int(pool.images.shape[1]))
         model = load_or_pretrain_base(config, splits.unlabeled.images, splits.unlabeled.fingerprint(), cache)
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return splits, state
+    return VisionResources(splits=splits, state=state)
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -208,14 +222,16 @@ def _make_ssl_env(
         image_size, grid = backbone.image_size, backbone.image_size // backbone.patch_size
     data_key = None if data is None else (str(data) if str(data) in ("mnist5k", "digits")
                                           else str(Path(data).expanduser().resolve()))
-    splits, state = _resources(size, data_key, image_size, feedback_size or preset.feedback_size,
-                               eval_size or preset.eval_size, split_seed, config, cache_dir(cache))
+    shared = vision_resources(size, data_key, image_size, feedback_size or preset.feedback_size,
+                              eval_size or preset.eval_size, split_seed, config, cache_dir(cache))
+    splits, state = shared.splits, shared.state
     from vpt_gym.vision.base import build_model
     from vpt_gym.vision.data import ImageStream
     from vpt_gym.vision.ssl import SSLLearner, SSLModel
 
     if config is not None:
         net = build_model(replace(config, in_channels=int(splits.unlabeled.images.shape[1])))
+        assert state is not None  # vision_resources builds the base state whenever there is a config
         net.load_state_dict(state)
     else:
         import torch

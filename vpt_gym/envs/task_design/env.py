@@ -16,6 +16,7 @@ from gymnasium import spaces
 
 from vpt_gym.budget import Budget, Ledger
 from vpt_gym.core import (
+    LOSS_CAP,
     AcceptsTasks,
     BranchableLearner,
     DifferentiableTasks,
@@ -44,8 +45,6 @@ from vpt_gym.value import (
     step_values,
 )
 
-LOSS_CAP = 1.0e3
-"""Upper bound of the loss features of the observation (nats per token or the learner's loss unit)."""
 LOG10_NORM_RANGE = (-30.0, 30.0)
 """Bounds of log10 gradient norms in the observation; a zero norm reads as the lower bound."""
 VALUE_CAP = 1.0e6
