@@ -35,3 +35,21 @@ def test_paper_preset_needs_a_model():
 def test_tiny_preset_rejects_a_model_argument():
     with pytest.raises(ValueError, match="only used by size='paper'"):
         gym.make("vpt/LM-SoftTargets-v0", size="tiny", model="some/model")
+
+
+def test_domains_paper_preset_loads_the_same_checkpoint_through_the_shared_loader(local_checkpoint):
+    """LM-Domains' paper path uses the same loading code (tokenizer, eos, context length) as LM-SoftTargets."""
+    from vpt_gym.lm.model import load_pretrained_tokenizer, pretrained_context_length
+
+    tokenizer, eos = load_pretrained_tokenizer(str(local_checkpoint))
+    assert eos == 0 and pretrained_context_length(str(local_checkpoint)) == 64  # the checkpoint's n_positions
+    env = gym.make("vpt/LM-Domains-v1", size="paper", model=str(local_checkpoint), device="cpu", budget=2,
+                   eval_items=2, max_new_tokens=8, feedback_period=1)
+    base = env.unwrapped
+    assert base.stream.seq_len == 64 and base.learner.module.config.n_positions == 64
+    assert base.feedback.tasks["gsm8k"].tokenizer.to_str() == tokenizer.to_str()
+    env.reset(seed=0)
+    for _ in range(2):
+        _, reward, terminated, _, info = env.step(0)
+        assert math.isfinite(reward)
+    assert terminated and np.isfinite(info["eval"]["eval_nll"])

@@ -35,7 +35,10 @@ from vpt_gym.lm.model import (
     BaseModelConfig,
     cache_dir,
     load_or_pretrain_base,
+    load_pretrained_lm,
+    load_pretrained_tokenizer,
     make_lm_learner,
+    pretrained_context_length,
     resolve_device,
 )
 from vpt_gym.lm.soft_targets import SoftTargetTaskSpace
@@ -298,7 +301,7 @@ def _make_lm_env(
         assert model is not None  # check_lm_options: size='paper' needs model=
         net, tokenizer, eos, corpus, general_source, domains, math_source = _load_pretrained(
             model, data_dir, feedback_size, split_seed, chosen_dtype, math_stream)
-        context = min(int(getattr(net.config, "max_position_embeddings", 0) or net.config.n_positions), 2048)
+        context = pretrained_context_length(model)
     else:
         from vpt_gym.lm.model import build_gpt2
 
@@ -327,14 +330,8 @@ def _load_pretrained(model: str, data_dir: Path | None, feedback_size: int, spli
                      math_stream: str = "gsm8k"):
     """The ``paper`` preset's parts: ``AutoModelForCausalLM.from_pretrained(model)``, its tokenizer and eos id,
     the math corpus and the token streams tokenized with that tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    hf_tok = AutoTokenizer.from_pretrained(model)
-    eos = hf_tok.eos_token_id
-    if eos is None:
-        raise ValueError(f"tokenizer of {model!r} has no eos token")
-    tokenizer = hf_tok.backend_tokenizer
-    net = AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32)
+    tokenizer, eos = load_pretrained_tokenizer(model)
+    net = load_pretrained_lm(model, dtype)
     corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
     general, general_source = load_general_text(data_dir)
     math_texts, math_source = math_stream_texts(math_stream, corpus, split_seed)

@@ -33,7 +33,12 @@ from vpt_gym.lm.domains import (
 )
 from vpt_gym.lm.feedback import GSM8KFeedback
 from vpt_gym.lm.mixture import DomainMixtureTaskSpace
-from vpt_gym.lm.model import make_lm_learner
+from vpt_gym.lm.model import (
+    load_pretrained_lm,
+    load_pretrained_tokenizer,
+    make_lm_learner,
+    pretrained_context_length,
+)
 from vpt_gym.lm.multitask import HeldoutNLLFeedback, MultitaskFeedback, normalized_weights
 from vpt_gym.utils import cache_dir
 
@@ -68,12 +73,8 @@ def domain_resources(size: str, data_dir: Path | None, cache: Path, feedback_siz
     text of ``math_stream``, see :func:`vpt_gym.envs.lm.math_stream_texts`); cached per process (read-only)."""
     state = None
     if model is not None:
-        from transformers import AutoTokenizer
-
-        hf_tok = AutoTokenizer.from_pretrained(model)
-        if hf_tok.eos_token_id is None:
-            raise ValueError(f"tokenizer of {model!r} has no eos token")
-        tokenizer, eos, gsm8k_eos = hf_tok.backend_tokenizer, int(hf_tok.eos_token_id), int(hf_tok.eos_token_id)
+        tokenizer, eos = load_pretrained_tokenizer(model)
+        gsm8k_eos = eos
         corpus = load_math_corpus(data_dir, feedback_size=feedback_size, split_seed=split_seed)
     else:
         shared = lm_resources(size, data_dir, cache, feedback_size, split_seed, math_stream)
@@ -177,11 +178,8 @@ def _make_domains_env(
 
     data_dir = resolve_data_dir(data)
     folder = cache_dir(cache)
-    if preset.base is None:
-        from transformers import AutoConfig
-
-        paper_model = cast(str, model)  # check_lm_options requires model for size="paper" (the preset without a base)
-        context = min(int(getattr(AutoConfig.from_pretrained(paper_model), "max_position_embeddings", 2048)), 2048)
+    if preset.base is None:  # check_lm_options requires model for size="paper" (the preset without a base)
+        context = pretrained_context_length(cast(str, model))
     else:
         context = preset.base.context_length
     seq_len = min(preset.seq_len, context)
@@ -190,10 +188,7 @@ def _make_domains_env(
     corpus, tokenizer, eos, state, tokenized = (shared.corpus, shared.tokenizer, shared.eos, shared.state,
                                                 shared.tokenized)
     if preset.base is None:
-        from transformers import AutoModelForCausalLM
-
-        net = AutoModelForCausalLM.from_pretrained(
-            cast(str, model), dtype=torch.bfloat16 if chosen_dtype == "bfloat16" else torch.float32)
+        net = load_pretrained_lm(cast(str, model), chosen_dtype)
     else:
         from vpt_gym.lm.model import build_gpt2
 

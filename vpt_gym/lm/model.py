@@ -14,6 +14,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -157,6 +158,42 @@ def load_or_pretrain_base(config: BaseModelConfig, tokenizer_json: str, corpus: 
     with atomic_target(path) as tmp:
         save_file(state, str(tmp))
     return model
+
+
+PAPER_CONTEXT_CAP = 2048
+"""Longest context the ``paper`` presets use, in tokens (a pretrained model's own limit, capped here)."""
+
+
+def load_pretrained_tokenizer(model: str) -> tuple[Any, int]:
+    """``(tokenizers.Tokenizer, eos id)`` of ``transformers.AutoTokenizer.from_pretrained(model)`` (a local
+    folder or a hub id; offline: a local folder only).
+
+    Raises:
+        ValueError: the tokenizer has no eos token.
+    """
+    from transformers import AutoTokenizer
+
+    hf_tok = AutoTokenizer.from_pretrained(model)
+    if hf_tok.eos_token_id is None:
+        raise ValueError(f"tokenizer of {model!r} has no eos token")
+    return hf_tok.backend_tokenizer, int(hf_tok.eos_token_id)
+
+
+def load_pretrained_lm(model: str, dtype: str) -> torch.nn.Module:
+    """``transformers.AutoModelForCausalLM.from_pretrained(model)`` in ``dtype`` (``"float32"``/``"bfloat16"``)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32)
+
+
+def pretrained_context_length(model: str) -> int:
+    """The context length of ``model``'s config (``max_position_embeddings``, GPT-2's ``n_positions``), capped
+    at :data:`PAPER_CONTEXT_CAP`; read from the config alone (no weights loaded)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model)
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return min(int(positions or PAPER_CONTEXT_CAP), PAPER_CONTEXT_CAP)
 
 
 def lm_forward(module, batch) -> torch.Tensor:
