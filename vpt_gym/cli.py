@@ -411,6 +411,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                   "a CPU replay is bitwise only at the count the row ran with", file=sys.stderr)
         for key, (recorded, replayed) in report["mismatches"].items():
             print(f"  {key}: recorded {recorded}, replayed {replayed}")
+        if report.get("hint"):
+            print(f"  why: {report['hint']}")
         failed += not report["ok"]
     return 1 if failed else 0
 

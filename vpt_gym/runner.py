@@ -10,7 +10,7 @@ import gymnasium as gym
 from vpt_gym.agents import Designer
 from vpt_gym.atomic import write_json_atomic as write_json_atomic  # re-exported (public here before)
 from vpt_gym.core import Task
-from vpt_gym.utils import to_plain
+from vpt_gym.utils import state_fingerprint, to_plain
 
 
 def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool = False) -> dict[str, Any]:
@@ -33,7 +33,10 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
         construction, e.g. a one-time base-checkpoint build, is not in it), ``cpu_s`` (CPU seconds of this
         process over the same span, all threads: unlike the wall-clock, not inflated by other processes
         sharing the cores), ``torch_threads`` (``torch.get_num_threads()``
-        during the episode: CPU rollouts are bitwise reproducible at the same count only), ``vpt_gym_version``.
+        during the episode: CPU rollouts are bitwise reproducible at the same count only), ``theta0`` (the
+        fingerprint of the learner's weights after ``reset``, :func:`vpt_gym.utils.state_fingerprint`: a replay
+        can only match from the same theta_0), ``cpu_capability`` (``torch.backends.cpu.get_cpu_capability()``:
+        the CPU kernels' instruction set), ``vpt_gym_version``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -50,6 +53,7 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
     designer.reset(seed)
     obs, info = env.reset(seed=seed)
     feedback_source = info.get("feedback_source")
+    theta0 = state_fingerprint(base.learner.module)  # after reset: the episode's starting weights
     total, actions, tasks = 0.0, [], []
     trajectory: dict[str, list] = {"learner_updates": [], "reward": [], "pretrain_loss": [], "feedback_loss": []}
     bar = tqdm(total=base.budget.learner_updates, desc=f"{designer.name}", unit="update", disable=not progress)
@@ -90,5 +94,7 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
         "wall_clock_s": time.perf_counter() - start,
         "cpu_s": time.process_time() - cpu_start,
         "torch_threads": torch.get_num_threads(),
+        "theta0": theta0,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "vpt_gym_version": __version__,
     })

@@ -75,6 +75,36 @@ def inference_mode(module: torch.nn.Module) -> Iterator[None]:
             submodule.training = training
 
 
+BUILD_THREADS = 1
+"""Torch intra-op threads used to build a cached base checkpoint, whatever the caller's count: the bytes of a
+pretrained base depend on it (measured: the small LM base built with 1 and with 2 threads differ), and every
+episode starts from the base, so rows replay only from a base built the same way."""
+
+
+@contextlib.contextmanager
+def build_threads() -> Iterator[None]:
+    """Run the body with :data:`BUILD_THREADS` torch threads, restoring the caller's count afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(BUILD_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def state_fingerprint(module: torch.nn.Module) -> str:
+    """First 16 hex digits of a SHA-256 over ``module``'s state dict (names, dtypes, shapes and bytes, in
+    name order): the identity of a learner's theta_0, recorded in every benchmark row."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
 def to_plain(value: Any) -> Any:
     """JSON-safe copy: numpy scalars/arrays to Python, tuples to lists, non-finite floats to None."""
     if isinstance(value, dict):

@@ -133,6 +133,8 @@ def validate_row(row: dict[str, Any]) -> dict[str, Any]:
     finally:
         torch.set_num_threads(previous)
     mismatches: dict[str, list] = {}
+    if "theta0" in row and result["theta0"] != row["theta0"]:  # reported first: every other field follows it
+        mismatches["theta0"] = [row["theta0"], result["theta0"]]
     if "feedback_source" in row and result["feedback_source"] != row["feedback_source"]:
         mismatches["feedback_source"] = [row["feedback_source"], result["feedback_source"]]
     for key in sorted(set(row["eval"]) | set(result["eval"])):
@@ -144,4 +146,22 @@ def validate_row(row: dict[str, Any]) -> dict[str, Any]:
     if result["actions"] != row["actions"]:
         mismatches["actions"] = [len(row["actions"]), len(result["actions"])]
     return {"ok": not mismatches, "mode": mode, "tolerance": rtol, "torch_threads": result["torch_threads"],
-            "mismatches": mismatches}
+            "mismatches": mismatches, "hint": _hint(row, result, mismatches)}
+
+
+def _hint(row: dict[str, Any], result: dict[str, Any], mismatches: dict[str, list]) -> str | None:
+    """Why a CPU replay can differ, when it does: another theta_0 (the cached base built on another CPU or
+    with another thread count) or other CPU kernels; None when the replay matches."""
+    if not mismatches:
+        return None
+    if "theta0" in mismatches:
+        return ("the replay starts from other weights theta_0 than the row (the base checkpoint cached here was "
+                "built differently: another CPU, library version or thread count); no episode can match from "
+                "there")
+    if "theta0" not in row:
+        return ("the row predates theta_0 fingerprints, so whether it started from the same weights is unknown "
+                f"(this replay's theta0 = {result['theta0']}); a base built on another CPU differs bitwise")
+    recorded, here = row.get("cpu_capability"), result.get("cpu_capability")
+    if recorded and recorded != here:
+        return f"the row ran on {recorded} CPU kernels, this replay on {here}: float results differ bitwise"
+    return None

@@ -24,11 +24,12 @@ from vpt_gym.learners import TorchLearner
 # re-exported (callers import them from here too); they live in vpt_gym.utils
 from vpt_gym.utils import CACHE_ENV_VAR as CACHE_ENV_VAR
 from vpt_gym.utils import cache_dir as cache_dir
+from vpt_gym.utils import build_threads
 from vpt_gym.utils import resolve_device as resolve_device
 
 logger = logging.getLogger(__name__)
 
-BASE_FORMAT = "vpt_gym-base-v1"
+BASE_FORMAT = "vpt_gym-base-v2"  # v2: built with utils.BUILD_THREADS threads
 """Version of the base-pretraining recipe; part of the cache key (bump when the recipe changes)."""
 @dataclass(frozen=True, kw_only=True)
 class BaseModelConfig:
@@ -153,7 +154,8 @@ def load_or_pretrain_base(config: BaseModelConfig, tokenizer_json: str, corpus: 
         return model
     logger.info("building the base checkpoint %s: %d steps of pretraining on general text (one-time; cached)",
                 path.name, config.base_steps)
-    pretrain_base(model, corpus, config, progress=progress)
+    with build_threads():  # the base's bytes depend on the thread count: build it the same way everywhere
+        pretrain_base(model, corpus, config, progress=progress)
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     with atomic_target(path) as tmp:
         save_file(state, str(tmp))

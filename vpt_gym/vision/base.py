@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 
 from vpt_gym.atomic import atomic_target
+from vpt_gym.utils import build_threads
 from vpt_gym.vision.ssl import OBJECTIVES, SSLModel
 
 logger = logging.getLogger(__name__)
 
-BASE_FORMAT = "vpt_gym-ssl-base-v1"
+BASE_FORMAT = "vpt_gym-ssl-base-v2"  # v2: built with utils.BUILD_THREADS threads
 """Version of the vision base-pretraining recipe; part of the cache key."""
 ARCHES = ("vit", "resnet10", "resnet18")
 """Backbones built here: a torchvision ViT, or a torchvision ResNet with [1,1,1,1] / [2,2,2,2] blocks."""
@@ -163,7 +164,8 @@ def load_or_pretrain_base(config: VisionModelConfig, images: torch.Tensor, finge
         return model
     logger.info("building the vision base checkpoint %s: %d SSL steps on the unlabeled images (one-time; cached)",
                 path.name, config.base_steps)
-    pretrain_base(model, images, config, progress=progress)
+    with build_threads():  # the base's bytes depend on the thread count: build it the same way everywhere
+        pretrain_base(model, images, config, progress=progress)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_target(path) as tmp:
         save_file(state, str(tmp))
