@@ -236,7 +236,7 @@ def test_validate_replays_rows_and_catches_a_tampered_result(tmp_path: Path) -> 
     row = read_rows(out)[0]
     report = validate_row(row)
     assert report == {"ok": True, "mode": "replay", "tolerance": 0.0, "torch_threads": row["torch_threads"],
-                      "mismatches": {}}
+                      "mismatches": {}, "hint": None}
     tampered = json.loads(json.dumps(row))
     tampered["eval"]["eval_loss"] *= 1.0 + 1e-12
     bad = validate_row(tampered)

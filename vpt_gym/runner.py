@@ -36,7 +36,8 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
         during the episode: CPU rollouts are bitwise reproducible at the same count only), ``theta0`` (the
         fingerprint of the learner's weights after ``reset``, :func:`vpt_gym.utils.state_fingerprint`: a replay
         can only match from the same theta_0), ``cpu_capability`` (``torch.backends.cpu.get_cpu_capability()``:
-        the CPU kernels' instruction set), ``vpt_gym_version``.
+        the CPU kernels' instruction set), ``library_versions`` (the installed versions of the libraries whose
+        numerics an episode depends on), ``vpt_gym_version``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -96,5 +97,23 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
         "torch_threads": torch.get_num_threads(),
         "theta0": theta0,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "library_versions": _library_versions(),
         "vpt_gym_version": __version__,
     })
+
+
+REPLAY_LIBRARIES = ("torch", "transformers", "tokenizers", "numpy", "gymnasium", "reasoning-gym", "torchvision")
+"""The libraries whose versions a row records (an episode's numbers depend on them)."""
+
+
+def _library_versions() -> dict[str, str | None]:
+    """``{distribution: installed version or None}`` of :data:`REPLAY_LIBRARIES`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in REPLAY_LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out

@@ -90,8 +90,9 @@ def validate_row(row: dict[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``{"ok": bool, "mode": "replay" | "rerun", "tolerance": float, "torch_threads": int, "mismatches":
-        {field: [recorded, replayed]}}``; the replay uses the row's ``torch_threads`` (this process's count for
-        rows without one).
+        {field: [recorded, replayed]}, "hint": str | None}`` (``hint``: why a CPU replay differs, when the row
+        records it: another theta_0, other CPU kernels or library versions); the replay uses the row's
+        ``torch_threads`` (this process's count for rows without one).
 
     The replay reads the data folder the row ran on (see :func:`_data_folder`); a different feedback
     source is reported as a ``feedback_source`` mismatch.
@@ -164,4 +165,10 @@ def _hint(row: dict[str, Any], result: dict[str, Any], mismatches: dict[str, lis
     recorded, here = row.get("cpu_capability"), result.get("cpu_capability")
     if recorded and recorded != here:
         return f"the row ran on {recorded} CPU kernels, this replay on {here}: float results differ bitwise"
+    versions = {k: (v, result.get("library_versions", {}).get(k))
+                for k, v in (row.get("library_versions") or {}).items()}
+    changed = {k: pair for k, pair in versions.items() if pair[0] != pair[1]}
+    if changed:
+        return "other library versions than the row's (recorded, here): " + ", ".join(
+            f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items()))
     return None
