@@ -265,9 +265,8 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
         self._linear_values = task_space.linear_values if isinstance(task_space, LinearTaskValues) else None
         self._value_derivative = (task_space.value_derivative if isinstance(task_space, DifferentiableTasks)
                                   else None)
-        self._subset_only = learner.grad_only_on_subset if isinstance(learner, SubsetOnlyGradients) else None
-        self.feedback_gradient = FeedbackGradient(feedback, learner, matched=self._matched,
-                                                  subset_only=self._subset_only,
+        subset_only = learner.grad_only_on_subset if isinstance(learner, SubsetOnlyGradients) else None
+        self.feedback_gradient = FeedbackGradient(feedback, learner, matched=self._matched, subset_only=subset_only,
                                                   momentum=self.feedback_momentum, ema_decay=self.ema_decay)
         """The g_down component (refreshes, running average, domain-matched g_j; its own state)."""
         self.probe = FeedbackProbe(feedback, learner, self.value_estimator)
