@@ -91,7 +91,7 @@ def plain_step(env) -> None:
     batch of its stream becomes pending: the batch order of the env's own steps (tested bitwise)."""
     learner, task_space = env.learner, env.task_space
     standard = task_space.task(env.standard_action)
-    batch, env._batch = env._batch, env.stream.next_batch()
+    batch, env.pending.batch = env.pending.batch, env.stream.next_batch()
     if getattr(task_space, "task_dependent_forward", False):
         batch = task_space.materialize(batch, standard)
     loss = task_space.loss(batch, learner.forward(batch), standard)

@@ -1,6 +1,6 @@
-"""The feedback components of TaskDesignEnv (FeedbackGradient, FeedbackProbe) on their own, against closed
-forms of the toy: L_down = mean_i 1/2 |theta - y_i|^2 on a feedback batch of noisy copies y_i of theta*, so
-g_down = theta - mean_i y_i."""
+"""The components of TaskDesignEnv (FeedbackGradient, FeedbackProbe, PendingUpdate, Lookahead) on their own,
+against closed forms of the toy: L_down = mean_i 1/2 |theta - y_i|^2 on a feedback batch of noisy copies y_i
+of theta*, so g_down = theta - mean_i y_i."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import torch
 
 from vpt_gym.budget import Ledger
 from vpt_gym.envs.task_design.feedback import FeedbackGradient, FeedbackProbe
+from vpt_gym.envs.task_design.lookahead import Lookahead
+from vpt_gym.envs.task_design.pending import PendingUpdate
 from vpt_gym.envs.toy import make_toy_env
 from vpt_gym.value import GradientStats, make_value_estimator
 
@@ -94,3 +96,48 @@ def test_the_probe_measures_before_and_after_and_carries_the_after_forward() -> 
     assert outcome.probe_loss_after == pytest.approx(after, rel=1e-12) and probe.loss == outcome.probe_loss_after
     assert outcome.probe_loss_before == pytest.approx(float(0.5 * ((theta0 - y) ** 2).sum(dim=1).mean()), rel=1e-12)
     assert ledger.feedback_forward == 2  # one probe forward at reset, one after the update
+
+
+def test_the_pending_update_is_the_streams_next_batch_with_its_forward_charged() -> None:
+    env = make_toy_env(budget=8)
+    env.reset(seed=5)
+    twin = make_toy_env(budget=8)
+    learner, space, stream = env.learner, env.task_space, env.stream
+    stream.reset(torch.Generator().manual_seed(11))
+    twin.stream.reset(torch.Generator().manual_seed(11))
+    pending = PendingUpdate(learner, space, stream, task_dependent=False)
+    ledger = Ledger()
+    pending.reset(ledger)
+    pending.prepare()
+    expected = twin.stream.next_batch()
+    assert pending.batch.phase == expected.phase  # the stream's next batch, nothing drawn before it
+    torch.testing.assert_close(pending.outputs, _theta(learner), rtol=0, atol=0)  # the toy's forward is theta
+    assert ledger.learner_forward == 1 and ledger.lookahead_forward == 0
+    assert pending.trained_batch() is pending.batch
+    task = space.task(0)
+    x = space.samples(pending.batch, task)
+    expected_loss = 0.5 * ((_theta(learner)[None, :] - x) ** 2).sum(dim=1).mean()
+    loss = float(pending.task_loss(task, lookahead=True).detach())
+    assert loss == pytest.approx(float(expected_loss.detach()), rel=1e-12)
+    assert ledger.learner_forward == 1  # a task-independent forward is reused, not run again
+
+
+def test_the_lookahead_component_is_the_closed_form_value_of_every_task() -> None:
+    env = make_toy_env(budget=8)
+    env.reset(seed=2)
+    base = env  # make_toy_env returns the TaskDesignEnv itself
+    assert isinstance(base.lookahead, Lookahead)
+    before = base.ledger.as_dict()
+    theta = _theta(base.learner)
+    (g_down,) = base.g_down
+    tasks = [base.task_space.task(a) for a in range(len(base.task_names))]
+    values = base.lookahead.values(tasks, "alignment", branches=lambda: [])
+    for value, task in zip(values, tasks, strict=True):  # g_pre = theta - mean x (the toy's loss)
+        g_pre = theta - base.task_space.samples(base.pending_batch, task).mean(dim=0)
+        assert value == pytest.approx(base.learner.lr * float(g_down @ g_pre), rel=1e-10)
+    after = base.ledger.as_dict()
+    assert after["lookahead_backward"] - before["lookahead_backward"] == len(tasks)  # one backward per task
+    assert after["learner_updates"] == before["learner_updates"] == 0
+    torch.testing.assert_close(_theta(base.learner), theta, rtol=0, atol=0)  # the learner is not changed
+    base.forward_mode_per_task = True  # the env's setting is the component's
+    assert base.lookahead.forward_mode_per_task is True

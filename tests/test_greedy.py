@@ -40,7 +40,7 @@ def test_lookahead_values_match_the_hand_computation_and_the_reward():
     values = base.lookahead_values()
     assert base.ledger.lookahead_backward == before + base.action_space.n
     for a, task in enumerate(base.task_space.tasks):
-        g_pre = theta - base.task_space.samples(base._batch, task).mean(dim=0)
+        g_pre = theta - base.task_space.samples(base.pending_batch, task).mean(dim=0)
         assert values[a] == pytest.approx(base.learner.lr * float(g_down @ g_pre), rel=1e-12)
     assert torch.equal(base.learner.module.theta.detach(), theta)  # the look-ahead changed nothing
     best = int(np.argmax(values))
@@ -107,7 +107,7 @@ def test_cosine_lookahead_matches_the_hand_computation_and_the_reward():
     theta, g_down = base.learner.module.theta.detach().clone(), base.g_down[0]
     values = base.lookahead_values()  # the env's reward is cosine: the look-ahead follows it
     for a, task in enumerate(base.task_space.tasks):
-        g_pre = theta - base.task_space.samples(base._batch, task).mean(dim=0)
+        g_pre = theta - base.task_space.samples(base.pending_batch, task).mean(dim=0)
         expected = float(g_down @ g_pre) / float(torch.linalg.vector_norm(g_down) * torch.linalg.vector_norm(g_pre))
         assert values[a] == pytest.approx(expected, rel=1e-9)
     best = int(np.argmax(values))
@@ -149,7 +149,7 @@ def test_value_gain_lookahead_is_the_probe_loss_drop_of_each_tasks_sgd_step():
         return 0.5 * float(((t[None, :] - y) ** 2).sum(dim=1).mean())
 
     for a, task in enumerate(base.task_space.tasks):
-        g_pre = theta - base.task_space.samples(base._batch, task).mean(dim=0)
+        g_pre = theta - base.task_space.samples(base.pending_batch, task).mean(dim=0)
         expected = probe_loss(theta) - probe_loss(theta - base.learner.lr * g_pre)
         assert values[a] == pytest.approx(expected, rel=1e-9, abs=1e-15)
     assert torch.equal(base.learner.module.theta.detach(), theta)  # the look-ahead changed nothing

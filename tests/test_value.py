@@ -216,7 +216,7 @@ def _hand_values(base) -> list[tuple[float, float]]:
     g_probe = theta - y_probe.mean(dim=0)
     values = []
     for task in base.task_space.tasks:
-        g_pre = theta - base.task_space.samples(base._batch, task).mean(dim=0)
+        g_pre = theta - base.task_space.samples(base.pending_batch, task).mean(dim=0)
         alignment = eta * float(g_down @ g_pre)
         drop = eta * float(g_probe @ g_pre) - 0.5 * eta**2 * float(g_pre @ g_pre)
         values.append((alignment, drop))
@@ -261,7 +261,7 @@ def test_toy_value_gain_is_exact_quadratic_drop() -> None:
     for step, action in enumerate(actions):
         _, expected_drop = _hand_values(base)[action]
         theta_before = base.learner.module.theta.detach().clone()
-        batch = base._batch
+        batch = base.pending_batch
         _, reward_value, _, _, info = env.step(action)
         assert reward_value == pytest.approx(expected_drop, rel=1e-9, abs=1e-12), f"step {step}"
         # The update itself is plain SGD on the task's pretraining gradient: theta+ = theta - eta g_pre.

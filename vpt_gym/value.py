@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -196,6 +196,23 @@ def _clip(x: float) -> float:
     if x != x:  # NaN
         return 0.0
     return max(-REWARD_CLIP, min(REWARD_CLIP, x))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Branch:
+    """One counterfactual update (:meth:`TaskDesignEnv.counterfactual`).
+
+    Attributes:
+        action: the action branched on (masked actions resolved to the standard task, as in ``step``).
+        task: the task's name.
+        outcome: what the env's value estimators read about the update (None: the update diverged).
+        measured: ``measure(learner)`` after the update (e.g. the eval split's loss).
+    """
+
+    action: Any
+    task: str
+    outcome: UpdateOutcome | None
+    measured: float
 
 
 @dataclass(frozen=True)

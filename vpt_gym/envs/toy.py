@@ -370,7 +370,7 @@ def oracle_action(env: TaskDesignEnv) -> int:
     eta = base.learner.lr
     best, best_drop = 0, -math.inf
     for a, task in enumerate(base.task_space.tasks):
-        g = theta - base.task_space.samples(base._batch, task).mean(dim=0)
+        g = theta - base.task_space.samples(base.pending_batch, task).mean(dim=0)
         drop = eta * float(g_down @ g) - 0.5 * eta**2 * float(g @ g)
         if drop > best_drop:
             best, best_drop = a, drop

@@ -1,12 +1,12 @@
 """The env core: construction, reset, step, observation. The feedback side is two components that own their
-state (``feedback.FeedbackGradient``, ``feedback.FeedbackProbe``); the look-ahead is a mixin (``lookahead``)."""
+state (``feedback.FeedbackGradient``, ``feedback.FeedbackProbe``), as are the pending update
+(``pending.PendingUpdate``) and the designer look-ahead (``lookahead.Lookahead``)."""
 
 from __future__ import annotations
 
 import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
@@ -35,8 +35,10 @@ from vpt_gym.core import (
     require,
 )
 from vpt_gym.envs.task_design.feedback import FeedbackGradient, FeedbackProbe
-from vpt_gym.envs.task_design.lookahead import LookaheadMixin
+from vpt_gym.envs.task_design.lookahead import LOOKAHEAD_VALUES, Lookahead
+from vpt_gym.envs.task_design.pending import PendingUpdate
 from vpt_gym.value import (
+    Branch,
     GradientStats,
     UpdateOutcome,
     ValueEstimator,
@@ -58,23 +60,6 @@ BASE_FEATURES: tuple[tuple[str, float, float], ...] = (
     ("log10_g_down_norm", *LOG10_NORM_RANGE),
     ("ema_cosine", -1.0, 1.0),
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Branch:
-    """One counterfactual update (:meth:`TaskDesignEnv.counterfactual`).
-
-    Attributes:
-        action: the action branched on (masked actions resolved to the standard task, as in ``step``).
-        task: the task's name.
-        outcome: what the env's value estimators read about the update (None: the update diverged).
-        measured: ``measure(learner)`` after the update (e.g. the eval split's loss).
-    """
-
-    action: Any
-    task: str
-    outcome: UpdateOutcome | None
-    measured: float
 
 
 def check_feedback_momentum(value: Any) -> float:
@@ -116,6 +101,11 @@ def _restore_attributes(parts: Sequence[Any], states: Sequence[dict[str, Any] | 
         attributes.update(state)
 
 
+def _no_measure(learner: Any) -> float:
+    """The ``value_gain`` look-ahead reads the probe loss of each branch only."""
+    return 0.0
+
+
 def _log10(x: float) -> float:
     if not (x > 0 and math.isfinite(x)):
         return LOG10_NORM_RANGE[0]
@@ -132,7 +122,7 @@ def _generators(seed: int, count: int) -> list[torch.Generator]:
     return gens
 
 
-class TaskDesignEnv(LookaheadMixin, gym.Env):
+class TaskDesignEnv(gym.Env):
     """Continued pretraining as an MDP: each action picks the pretraining task of the next learner update(s).
 
     Description:
@@ -256,29 +246,28 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
         self.ema_decay = float(ema_decay)
         self.divergence_penalty = float(divergence_penalty)
         self.evaluate_at_end = bool(evaluate_at_end)
-        self.forward_mode_lookahead = True
         # Optional capabilities (vpt_gym.core), resolved once here; nothing probes the parts later.
         self._task_dependent = capability(task_space, TaskDependentForward, flag="task_dependent_forward")
         self._matched = capability(feedback, DomainMatchedFeedback, flag="domain_matched")
         self._masks = task_space.action_masks if isinstance(task_space, MaskedActions) else None
         self._accepts = task_space.accepts if isinstance(task_space, AcceptsTasks) else None
-        self._linear_values = task_space.linear_values if isinstance(task_space, LinearTaskValues) else None
-        self._value_derivative = (task_space.value_derivative if isinstance(task_space, DifferentiableTasks)
-                                  else None)
         subset_only = learner.grad_only_on_subset if isinstance(learner, SubsetOnlyGradients) else None
         self.feedback_gradient = FeedbackGradient(feedback, learner, matched=self._matched, subset_only=subset_only,
                                                   momentum=self.feedback_momentum, ema_decay=self.ema_decay)
         """The g_down component (refreshes, running average, domain-matched g_j; its own state)."""
         self.probe = FeedbackProbe(feedback, learner, self.value_estimator)
         """The probe component (L_down / metric on the fixed probe batch before and after each update)."""
-        self.forward_mode_per_task = False
-        """Look-ahead of task-dependent families (augmentations, masks, domains) by one forward-mode pass per
-        task instead of a forward + backward. Same values (relative difference ~1e-6 in float32); off by
-        default because PyTorch's forward mode is the slower of the two on CPU (measured per candidate, tiny
-        presets: SSL-Mask 46 vs 26 ms, LM-Domains 47 vs 12 ms; ``benchmarks/overhead.py``)."""
-        self._jvp_unsupported = False
-        self._view: Any = None  # a task-dependent family's view of the pending batch (set by _task_loss)
         self._preconditioned = isinstance(learner, PreconditionedLearner)
+        self.pending = PendingUpdate(learner, task_space, stream, task_dependent=self._task_dependent)
+        """The pending update component (the next batch, its forward, a task-dependent family's view)."""
+        self.lookahead = Lookahead(
+            learner=learner, task_space=task_space, pending=self.pending, feedback_gradient=self.feedback_gradient,
+            feedback=feedback, value_estimator=self.value_estimator, task_dependent=self._task_dependent,
+            matched=self._matched, preconditioned=self._preconditioned,
+            linear_values=task_space.linear_values if isinstance(task_space, LinearTaskValues) else None,
+            value_derivative=(task_space.value_derivative if isinstance(task_space, DifferentiableTasks)
+                              else None))
+        """The designer look-ahead component (:meth:`lookahead_values`, :meth:`value_derivative`)."""
 
         self.action_space = task_space.action_space
         self._discrete = isinstance(self.action_space, spaces.Discrete)
@@ -327,12 +316,34 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
     @property
     def pending_batch(self) -> Any:
         """The batch the next update will use (sampled before the decision; see the observation)."""
-        return self._batch
+        return self.pending.batch
 
     @property
     def pending_outputs(self) -> Any:
         """The learner's outputs on :attr:`pending_batch` (e.g. logits [batch, seq, vocab], with graph)."""
-        return self._outputs
+        return self.pending.outputs
+
+    @property
+    def forward_mode_lookahead(self) -> bool:
+        """Look-ahead of a menu linear in its targets (soft-target LM menus) by ONE forward-mode pass for
+        every task (docs/ARCHITECTURE.md §7) instead of a backward per task; default True."""
+        return self.lookahead.forward_mode_lookahead
+
+    @forward_mode_lookahead.setter
+    def forward_mode_lookahead(self, on: bool) -> None:
+        self.lookahead.forward_mode_lookahead = bool(on)
+
+    @property
+    def forward_mode_per_task(self) -> bool:
+        """Look-ahead of task-dependent families (augmentations, masks, domains) by one forward-mode pass per
+        task instead of a forward + backward. Same values (relative difference ~1e-6 in float32); off by
+        default because PyTorch's forward mode is the slower of the two on CPU (measured per candidate, tiny
+        presets: SSL-Mask 46 vs 26 ms, LM-Domains 47 vs 12 ms; ``benchmarks/overhead.py``)."""
+        return self.lookahead.forward_mode_per_task
+
+    @forward_mode_per_task.setter
+    def forward_mode_per_task(self, on: bool) -> None:
+        self.lookahead.forward_mode_per_task = bool(on)
 
     def charge(self, *, designer_forward: int = 0, designer_backward: int = 0) -> None:
         """Record passes a designer spent on its own network (e.g. a meta update) in the ledger.
@@ -344,6 +355,85 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
             raise ValueError(f"pass counts must be >= 0, got {designer_forward}, {designer_backward}")
         self._ledger.designer_forward += int(designer_forward)
         self._ledger.designer_backward += int(designer_backward)
+
+    # ---------------------------------------------------------------------------------------- look-ahead
+    def value_derivative(self, tangent: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable-task hook: (C, D) with D = tangent . grad_S log p on the pending batch's candidates.
+
+        For a target q on C the value of the next update is ``-lr * mean_t sum_k q D`` with tangent = g_down
+        (the default), so a designer can differentiate the value through q (V-Pretraining v2 Algorithm 1).
+        Cost: one forward-mode pass, charged as ``lookahead_forward``.
+
+        Args:
+            tangent: a direction on S (default: the current g_down), tensors shaped like S.
+
+        Returns:
+            (C [batch, seq - 1, K] int64, D [batch, seq - 1, K] float32), detached.
+
+        Raises:
+            RuntimeError: outside a running episode. NotImplementedError: the task space has no such hook.
+        """
+        if not self._ready or self._done:
+            raise RuntimeError("value_derivative() needs a running episode: call reset() first")
+        return self.lookahead.value_derivative(tangent)
+
+    def lookahead_values(self, actions: Sequence[Any] | None = None, *, value: str | None = None) -> np.ndarray:
+        """Designer look-ahead: the value of each action's task for the next update, without taking it.
+
+        For each action, the alignment value ``eta * g_down,S . g_pre,S(task)`` on the batch the next update
+        will use (its forward is reused) at the current learner state, with the current cached g_down — the
+        same quantity as the ``alignment`` reward. With ``value="preconditioned"`` the tangent is
+        ``P * g_down`` with P the optimizer's preconditioner at the current state (AdamW:
+        ``1 / (sqrt(v_hat_t) + eps)`` of the last update; P = 1 for SGD and before the first update), so the
+        value is ``eta * sum_S P * g_down * g_pre(task)``: the ``preconditioned`` reward up to that update's own
+        contribution to v_hat and to clipping (V-Pretraining v2 App. B.4). With ``value="cosine"`` it is
+        ``cos(g_down,S, g_pre,S(task))``, the ``cosine`` reward exactly (V-Pretraining v2 Eq. 9 normalized).
+        With ``value="value_gain"`` each action's real update is taken on a copy of the learner
+        (:meth:`counterfactual`) and the drop of L_down on the fixed probe batch is measured: the
+        ``value_gain`` reward of that action exactly (a diverged update reads ``-inf``). The learner is not
+        changed.
+
+        Args:
+            actions: actions to evaluate (default: every task of a ``Discrete`` menu, in index order).
+            value: a name in :data:`LOOKAHEAD_VALUES`; default: the env's reward when it is
+                ``"preconditioned"``, ``"cosine"`` or ``"value_gain"``, else ``"alignment"``.
+
+        Returns:
+            shape [num_actions], float64, unit of L_down (e.g. nats/token; ``cosine``: none).
+
+        Cost:
+            where the task space is linear in its targets (soft-target LM menus) and
+            ``forward_mode_lookahead`` is True: ONE forward-mode pass for all actions (docs/ARCHITECTURE.md §7), charged
+            as one ``lookahead_forward`` (not for ``cosine``, which needs each task's |g_pre|); otherwise one
+            backward to the alignment subset S per action,
+            charged as ``lookahead_backward`` (the forward is shared with the update); where the forward
+            depends on the task (``task_space.task_dependent_forward``), also one forward per action,
+            charged as ``lookahead_forward`` — or, with ``forward_mode_per_task``, one forward-mode pass per
+            action instead of the forward and the backward. ``value_gain``: per action a learner forward and
+            backward and an optimizer step (``lookahead_forward``, ``lookahead_backward``) and a probe forward
+            (``feedback_forward``, its examples and tokens; one more for the loss before when the env's reward
+            is not ``value_gain``), plus one forward to rebuild the pending update's graph where the forward
+            does not depend on the task.
+
+        Raises:
+            RuntimeError: before ``reset`` or after the episode ended.
+            ValueError: an action outside the action space, ``actions=None`` on a ``Box`` space, or an unknown
+                ``value``.
+        """
+        if value is None:
+            value = self.lookahead.default_value()
+        if value not in LOOKAHEAD_VALUES:
+            raise ValueError(f"value={value!r} is not accepted; choose one of {LOOKAHEAD_VALUES}")
+        if not self._ready or self._done:
+            raise RuntimeError("lookahead_values() needs a running episode: call reset() first")
+        if actions is None:
+            if not self._discrete:
+                raise ValueError("actions=None is only defined for a Discrete menu; "
+                                 f"pass actions for {self.action_space}")
+            actions = list(range(cast(spaces.Discrete, self.action_space).n))
+        tasks = [self.task_space.task(self._resolve_action(a)[0]) for a in actions]
+        return self.lookahead.values(
+            tasks, value, lambda: self.counterfactual(actions, measure=_no_measure, probe_loss=True)[1])
 
     # --------------------------------------------------------------------------------------------- reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -379,7 +469,9 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
         self.feedback_gradient.reset(self._ledger)
         self._diverged = not self.feedback_gradient.refresh()
         self.probe.reset(self._ledger)
-        self._prepare_next()
+        self.pending.reset(self._ledger)
+        self.lookahead.reset(self._ledger)
+        self.pending.prepare()
         self._ready = True
         info = {
             "learner_updates": 0,
@@ -472,7 +564,7 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
             step_value += float(outcome.step_value or 0.0)
             self._record(k, stats.loss, stats, outcome)
             if self._ledger.learner_updates < self.budget.learner_updates:
-                self._prepare_next()
+                self.pending.prepare()
         self._decisions += 1
         if not diverged and self._decisions % self.budget.feedback_period == 0 and not self._budget_spent():
             diverged = not self.feedback_gradient.refresh()
@@ -545,7 +637,7 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
         part_states = [dict(vars(p)) if hasattr(p, "__dict__") else None for p in parts]
         probe = self.probe
         saved_ledger = copy.deepcopy(self._ledger)  # restored in place: the components hold this object
-        saved_view = copy.deepcopy(self._view)
+        saved_view = copy.deepcopy(self.pending.view)
         saved_probe = (probe.loss, probe.metric)
         with torch.no_grad():
             before = float(measure(self.learner))
@@ -561,8 +653,7 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
                     g.set_state(state)
                 _restore_attributes(parts, part_states)
                 probe.loss, probe.metric = start  # each branch's probe "before" is the current state's
-                if not self._task_dependent:  # the pending graph is spent by each branch's backward
-                    self._outputs = self.learner.forward(self._batch)
+                self.pending.rebuild_graph()  # the pending graph is spent by each branch's backward
                 task = self.task_space.task(action)
                 applied = self._apply(task, probe_loss=force_probe)
                 with torch.no_grad():
@@ -575,10 +666,9 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
                 g.set_state(state)
             _restore_attributes(parts, part_states)
             vars(self._ledger).update(vars(saved_ledger))
-            self._view = saved_view
+            self.pending.view = saved_view
             probe.loss, probe.metric = saved_probe
-            if not self._task_dependent:  # a fresh graph for the real update (same values, bitwise on CPU)
-                self._outputs = self.learner.forward(self._batch)
+            self.pending.rebuild_graph()  # a fresh graph for the real update (same values, bitwise on CPU)
         return before, branches
 
     # ------------------------------------------------------------------------------------------ internals
@@ -589,11 +679,9 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
         lr = float(self.learner.lr)
         std_alignment = None
         if est.needs_standard_gradient:
-            std_alignment = self._task_value(self._standard_task)
-        batch = self._batch
-        loss = self._task_loss(task, lookahead=False)
-        if self._task_dependent:
-            batch = self._view
+            std_alignment = self.lookahead.task_value(self._standard_task)
+        loss = self.pending.task_loss(task, lookahead=False)
+        batch = self.pending.trained_batch()
         g_pre = self.learner.backward(loss)
         self._ledger.learner_backward += 1
         g_down = self.feedback_gradient.for_task(task)
@@ -604,7 +692,7 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
         subset = self.learner.alignment_parameters()
         theta_before = [p.detach().clone() for p in subset]
         self.learner.apply_update()  # clips g_pre in place (live .grad buffers) when the learner clips
-        preconditioner = self.learner.preconditioner() if self._preconditioned else None
+        preconditioner = cast(PreconditionedLearner, self.learner).preconditioner() if self._preconditioned else None
         preconditioned, step_value = step_values(g_down, g_pre, preconditioner, theta_before,  # second sync
                                                  [p.detach() for p in subset], lr)
         self._ledger.learner_updates += 1
@@ -616,36 +704,6 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
 
     def _budget_spent(self) -> bool:
         return self._ledger.learner_updates >= self.budget.learner_updates
-
-    def _prepare_next(self) -> None:
-        """Sample the next pretraining batch and, unless the forward depends on the task, run its forward
-        (reused by the next update)."""
-        self._batch = self.stream.next_batch()
-        if self._task_dependent:
-            self._outputs = None
-        else:
-            self._outputs = self.learner.forward(self._batch)
-            self._ledger.learner_forward += 1
-        self._descriptors = np.asarray(self.task_space.describe(self._batch, self._outputs), dtype=np.float64)
-
-    def _task_loss(self, task: Task, *, lookahead: bool) -> torch.Tensor:
-        """Pretraining loss of ``task`` on the pending batch.
-
-        Task-independent forwards (soft targets) reuse the pending forward. Where the forward depends on
-        the task (``task_space.task_dependent_forward``: augmentations, masks, data domains),
-        ``task_space.materialize(batch, task)`` builds the task's view of the pending batch and the learner
-        runs a forward on it, charged as ``lookahead_forward`` for a look-ahead, else ``learner_forward``.
-        """
-        if not self._task_dependent:
-            return self.task_space.loss(self._batch, self._outputs, task)
-        view = self.task_space.materialize(self._batch, task)
-        outputs = self.learner.forward(view)
-        if lookahead:
-            self._ledger.lookahead_forward += 1
-        else:
-            self._ledger.learner_forward += 1
-            self._view = view
-        return self.task_space.loss(view, outputs, task)
 
     def _record(self, k: int | None, loss_value: float, stats: GradientStats, outcome: UpdateOutcome) -> None:
         d = self.ema_decay
@@ -671,6 +729,6 @@ class TaskDesignEnv(LookaheadMixin, gym.Env):
             self._ema_cos if self._ema_cos is not None else 0.0,
         ]
         freq = self._counts / updates if updates else np.zeros(k)  # designer-built tasks are not counted
-        obs = np.concatenate([np.asarray(base, dtype=np.float64), self._last_value, freq, self._descriptors])
+        obs = np.concatenate([np.asarray(base, dtype=np.float64), self._last_value, freq, self.pending.descriptors])
         obs = np.nan_to_num(obs, nan=0.0, posinf=VALUE_CAP, neginf=-VALUE_CAP)
         return np.clip(obs, self._obs_low, self._obs_high).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Designer look-ahead of :class:`~vpt_gym.envs.task_design.TaskDesignEnv`: the value of tasks not taken.
+"""Designer look-ahead of :class:`~vpt_gym.envs.task_design.TaskDesignEnv`, a component: the value of tasks not taken.
 
 One forward-mode pass for every task of a menu linear in its targets (docs/ARCHITECTURE.md §7), else one backward (or
 one forward-mode pass) per task; every pass is charged in the ledger. The learner is never changed.
@@ -18,15 +18,13 @@ from vpt_gym.envs.task_design.feedback import charge_feedback_data
 from vpt_gym.value import REWARD_CLIP, gradient_stats
 
 if TYPE_CHECKING:
-    import gymnasium as gym
-    from gymnasium import spaces
-
     from vpt_gym.budget import Ledger
     from vpt_gym.envs.task_design.feedback import FeedbackGradient
-    from vpt_gym.value import ValueEstimator
+    from vpt_gym.envs.task_design.pending import PendingUpdate
+    from vpt_gym.value import Branch, ValueEstimator
 
 LOOKAHEAD_VALUES = ("alignment", "preconditioned", "cosine", "value_gain")
-"""The values :meth:`LookaheadMixin.lookahead_values` computes."""
+"""The values :meth:`Lookahead.values` (``TaskDesignEnv.lookahead_values``) computes."""
 _FOLLOWS_REWARD = ("preconditioned", "cosine", "value_gain")
 """Reward modes whose own value the look-ahead computes by default (else ``alignment``)."""
 
@@ -36,11 +34,6 @@ def _times(precondition: Sequence[torch.Tensor] | None, g: Sequence[torch.Tensor
     if precondition is None:
         return list(g)
     return [(p * x).to(x.dtype) for p, x in zip(precondition, g, strict=True)]
-
-
-def _no_measure(learner: Any) -> float:
-    """The look-ahead reads the probe loss of each branch only."""
-    return 0.0
 
 
 class _TaskLoss(torch.nn.Module):
@@ -57,156 +50,113 @@ class _TaskLoss(torch.nn.Module):
         return task_space.loss(view, learner.forward(view), task)
 
 
-class LookaheadMixin:
-    """The look-ahead methods of :class:`~vpt_gym.envs.task_design.TaskDesignEnv` (which holds the state)."""
+class Lookahead:
+    """The designer look-ahead: the value of tasks not taken, on the pending update; owns its settings.
 
-    if TYPE_CHECKING:  # the host env's attributes and methods used here (declared for the type checker)
-        learner: Any  # a Learner, optionally with preconditioner/grad_only_on_subset
-        task_space: Any  # a TaskSpace, with the optional capabilities probed at construction
-        value_estimator: ValueEstimator
-        action_space: gym.Space
-        forward_mode_lookahead: bool
-        forward_mode_per_task: bool
-        _ledger: Ledger
-        _batch: Any
-        _outputs: Any
-        _discrete: bool
-        _done: bool
-        _ready: bool
-        _matched: bool
-        _linear_values: Callable[..., np.ndarray] | None
-        _value_derivative: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None
-        _preconditioned: bool
-        _task_dependent: bool
-        _jvp_unsupported: bool
-        feedback_gradient: FeedbackGradient
+    Holds the parts it reads (learner, task space, the pending update, the g_down component, the feedback
+    set for the probe batch) and the optional capabilities the env resolved at construction; charges every
+    pass in the ledger given to :meth:`reset`. The learner is never changed. The env's public
+    ``lookahead_values`` and ``value_derivative`` check the episode and the actions, then call this.
 
-        def _resolve_action(self, action: Any) -> tuple[Any, bool]: ...
+    Settings (attributes, also on the env): ``forward_mode_lookahead`` (one forward-mode pass for every task
+    of a menu linear in its targets; default True) and ``forward_mode_per_task`` (task-dependent families:
+    one forward-mode pass per task instead of a forward and a backward; default False, the slower on CPU).
+    """
 
-        def _task_loss(self, task: Task, *, lookahead: bool) -> torch.Tensor: ...
+    def __init__(self, *, learner: Learner, task_space: TaskSpace, pending: PendingUpdate,
+                 feedback_gradient: FeedbackGradient, feedback: Any, value_estimator: ValueEstimator,
+                 task_dependent: bool, matched: bool, preconditioned: bool,
+                 linear_values: Callable[..., np.ndarray] | None,
+                 value_derivative: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None) -> None:
+        self.learner: Any = learner  # a Learner, optionally a PreconditionedLearner
+        self.task_space: Any = task_space  # a TaskSpace, with the capabilities resolved by the env
+        self.pending = pending
+        self.feedback_gradient = feedback_gradient
+        self.feedback = feedback
+        self.value_estimator = value_estimator
+        self.task_dependent = bool(task_dependent)
+        self.matched = bool(matched)
+        self.preconditioned = bool(preconditioned)
+        self.linear_values = linear_values
+        self.value_derivative_hook = value_derivative
+        self.forward_mode_lookahead = True
+        """One forward-mode pass for every task of a menu linear in its targets (else a backward per task)."""
+        self.forward_mode_per_task = False
+        """Task-dependent families: one forward-mode pass per task instead of a forward and a backward."""
+        self._jvp_unsupported = False  # set once the learner showed an op without forward-mode AD
 
-        def counterfactual(self, actions: Sequence[Any] | None = None, *, measure: Any,
-                           probe_loss: bool = False) -> tuple[float, list[Any]]: ...
+    def reset(self, ledger: Ledger) -> None:
+        """Start an episode charging ``ledger``."""
+        self._ledger = ledger
 
-        feedback: Any
+    def default_value(self) -> str:
+        """The value computed when none is named: the env's reward where the look-ahead computes it."""
+        return self.value_estimator.name if self.value_estimator.name in _FOLLOWS_REWARD else "alignment"
 
     def value_derivative(self, tangent: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Differentiable-task hook: (C, D) with D = tangent . grad_S log p on the pending batch's candidates.
-
-        For a target q on C the value of the next update is ``-lr * mean_t sum_k q D`` with tangent = g_down
-        (the default), so a designer can differentiate the value through q (V-Pretraining v2 Algorithm 1).
-        Cost: one forward-mode pass, charged as ``lookahead_forward``.
-
-        Args:
-            tangent: a direction on S (default: the current g_down), tensors shaped like S.
-
-        Returns:
-            (C [batch, seq - 1, K] int64, D [batch, seq - 1, K] float32), detached.
+        """(C, D) of the differentiable-task hook on the pending batch (see ``TaskDesignEnv.value_derivative``);
+        one ``lookahead_forward``.
 
         Raises:
-            RuntimeError: outside a running episode. NotImplementedError: the task space has no such hook.
+            NotImplementedError: the task space has no such hook.
         """
-        if not self._ready or self._done:
-            raise RuntimeError("value_derivative() needs a running episode: call reset() first")
-        hook = self._value_derivative
+        hook = self.value_derivative_hook
         if hook is None:
             raise NotImplementedError(f"{type(self.task_space).__name__} has no differentiable-task hook")
         self._ledger.lookahead_forward += 1
         direction = self.feedback_gradient.g_down if tangent is None else tangent
-        return hook(self.learner, self._batch, self._outputs, direction)
+        return hook(self.learner, self.pending.batch, self.pending.outputs, direction)
 
-    def lookahead_values(self, actions: Sequence[Any] | None = None, *, value: str | None = None) -> np.ndarray:
-        """Designer look-ahead: the value of each action's task for the next update, without taking it.
-
-        For each action, the alignment value ``eta * g_down,S . g_pre,S(task)`` on the batch the next update
-        will use (its forward is reused) at the current learner state, with the current cached g_down — the
-        same quantity as the ``alignment`` reward. With ``value="preconditioned"`` the tangent is
-        ``P * g_down`` with P the optimizer's preconditioner at the current state (AdamW:
-        ``1 / (sqrt(v_hat_t) + eps)`` of the last update; P = 1 for SGD and before the first update), so the
-        value is ``eta * sum_S P * g_down * g_pre(task)``: the ``preconditioned`` reward up to that update's own
-        contribution to v_hat and to clipping (V-Pretraining v2 App. B.4). With ``value="cosine"`` it is
-        ``cos(g_down,S, g_pre,S(task))``, the ``cosine`` reward exactly (V-Pretraining v2 Eq. 9 normalized).
-        With ``value="value_gain"`` each action's real update is taken on a copy of the learner
-        (:meth:`counterfactual`) and the drop of L_down on the fixed probe batch is measured: the
-        ``value_gain`` reward of that action exactly (a diverged update reads ``-inf``). The learner is not
-        changed.
+    def values(self, tasks: Sequence[Task], value: str,
+               branches: Callable[[], Sequence[Branch]]) -> np.ndarray:
+        """The value of each task for the next update (see ``TaskDesignEnv.lookahead_values``).
 
         Args:
-            actions: actions to evaluate (default: every task of a ``Discrete`` menu, in index order).
-            value: a name in :data:`LOOKAHEAD_VALUES`; default: the env's reward when it is
-                ``"preconditioned"``, ``"cosine"`` or ``"value_gain"``, else ``"alignment"``.
+            tasks: the tasks of the actions asked for.
+            value: a name in :data:`LOOKAHEAD_VALUES` (checked by the env).
+            branches: for ``value_gain``: each action's real update on a copy of the learner
+                (``TaskDesignEnv.counterfactual`` with the probe loss; it restores the ledger, the passes are
+                charged here).
 
         Returns:
-            shape [num_actions], float64, unit of L_down (e.g. nats/token; ``cosine``: none).
-
-        Cost:
-            where the task space is linear in its targets (soft-target LM menus) and
-            ``forward_mode_lookahead`` is True: ONE forward-mode pass for all actions (docs/ARCHITECTURE.md §7), charged
-            as one ``lookahead_forward`` (not for ``cosine``, which needs each task's |g_pre|); otherwise one
-            backward to the alignment subset S per action,
-            charged as ``lookahead_backward`` (the forward is shared with the update); where the forward
-            depends on the task (``task_space.task_dependent_forward``), also one forward per action,
-            charged as ``lookahead_forward`` — or, with ``forward_mode_per_task``, one forward-mode pass per
-            action instead of the forward and the backward. ``value_gain``: per action a learner forward and
-            backward and an optimizer step (``lookahead_forward``, ``lookahead_backward``) and a probe forward
-            (``feedback_forward``, its examples and tokens; one more for the loss before when the env's reward
-            is not ``value_gain``), plus one forward to rebuild the pending update's graph where the forward
-            does not depend on the task.
-
-        Raises:
-            RuntimeError: before ``reset`` or after the episode ended.
-            ValueError: an action outside the action space, ``actions=None`` on a ``Box`` space, or an unknown
-                ``value``.
+            shape [len(tasks)], float64, unit of L_down (``cosine``: none).
         """
-        if value is None:
-            value = self.value_estimator.name if self.value_estimator.name in _FOLLOWS_REWARD else "alignment"
-        if value not in LOOKAHEAD_VALUES:
-            raise ValueError(f"value={value!r} is not accepted; choose one of {LOOKAHEAD_VALUES}")
-        if not self._ready or self._done:
-            raise RuntimeError("lookahead_values() needs a running episode: call reset() first")
-        if actions is None:
-            if not self._discrete:
-                raise ValueError("actions=None is only defined for a Discrete menu; "
-                                 f"pass actions for {self.action_space}")
-            actions = list(range(cast("spaces.Discrete", self.action_space).n))
-        tasks = [self.task_space.task(self._resolve_action(a)[0]) for a in actions]
         lr = float(self.learner.lr)
-        precondition = self._lookahead_preconditioner() if value == "preconditioned" else None
-        linear_values = self._linear_values
+        precondition = self._preconditioner() if value == "preconditioned" else None
         if value == "cosine":
-            return np.asarray([self._task_value(task, cosine=True) for task in tasks], dtype=np.float64)
+            return np.asarray([self.task_value(task, cosine=True) for task in tasks], dtype=np.float64)
         if value == "value_gain":
-            return self._value_gain_lookahead(actions)
-        if linear_values is not None and self.forward_mode_lookahead and not self._matched:
+            return self._value_gain(branches())
+        if self.linear_values is not None and self.forward_mode_lookahead and not self.matched:
             self._ledger.lookahead_forward += 1
             tangent = _times(precondition, self.feedback_gradient.g_down)
-            return lr * linear_values(self.learner, self._batch, self._outputs, tangent, tasks)
-        return np.asarray([self._task_value(task, precondition) for task in tasks], dtype=np.float64)
+            return lr * self.linear_values(self.learner, self.pending.batch, self.pending.outputs, tangent, tasks)
+        return np.asarray([self.task_value(task, precondition) for task in tasks], dtype=np.float64)
 
-    def _value_gain_lookahead(self, actions: Sequence[Any]) -> np.ndarray:
-        """The ``value_gain`` of each action, from its real update on a copy of the learner (charged)."""
-        _, branches = self.counterfactual(actions, measure=_no_measure, probe_loss=True)
-        n = len(branches)  # counterfactual() restores the ledger: charge its passes here
-        self._ledger.lookahead_forward += n + (0 if self._task_dependent else 1)
+    def _value_gain(self, branches: Sequence[Branch]) -> np.ndarray:
+        """The ``value_gain`` of each branch (its real update's probe-loss drop); the branches' passes charged."""
+        n = len(branches)
+        self._ledger.lookahead_forward += n + (0 if self.task_dependent else 1)
         self._ledger.lookahead_backward += n
         before = 0 if self.value_estimator.needs_probe_loss else 1  # else the loss before is measured too
         self._ledger.feedback_forward += n + before
         probe = self.feedback.probe_batch()
         for _ in range(n + before):
             charge_feedback_data(self._ledger, probe)
-        values = [-np.inf if b.outcome is None else
-                  float(np.clip(b.outcome.probe_loss_before - b.outcome.probe_loss_after, -REWARD_CLIP, REWARD_CLIP))
+        values = [-np.inf if b.outcome is None else  # the branches measured the probe loss before and after
+                  float(np.clip(cast(float, b.outcome.probe_loss_before) - cast(float, b.outcome.probe_loss_after),
+                                -REWARD_CLIP, REWARD_CLIP))
                   for b in branches]
         return np.asarray(values, dtype=np.float64)
 
-    def _lookahead_preconditioner(self) -> list[torch.Tensor] | None:
+    def _preconditioner(self) -> list[torch.Tensor] | None:
         """P at the current state for the look-ahead (None: P = 1)."""
-        return self.learner.preconditioner() if self._preconditioned else None
+        return self.learner.preconditioner() if self.preconditioned else None
 
-    def _task_value(self, task: Task, precondition: Sequence[torch.Tensor] | None = None, *,
-                    cosine: bool = False) -> float:
+    def task_value(self, task: Task, precondition: Sequence[torch.Tensor] | None = None, *,
+                   cosine: bool = False) -> float:
         """eta * g_down(task) . grad_S L_pre(task) on the pending batch, without an update (with ``cosine``:
-        cos(g_down(task), grad_S L_pre(task)) from a backward).
+        cos(g_down(task), grad_S L_pre(task)) from a backward). Unit of L_down (``cosine``: none).
 
         Where the forward depends on the task and ``forward_mode_per_task`` is set, one forward-mode pass: the
         JVP of the task's loss along g_down on S (``torch.func.jvp``; the directional derivative IS the dot
@@ -215,7 +165,7 @@ class LookaheadMixin:
         """
         lr = float(self.learner.lr)
         tangent = _times(precondition, self.feedback_gradient.for_task(task))
-        if self._task_dependent and self.forward_mode_per_task and not self._jvp_unsupported and not cosine:
+        if self.task_dependent and self.forward_mode_per_task and not self._jvp_unsupported and not cosine:
             try:
                 dot = self._loss_jvp(task, tangent)
             except RuntimeError:  # e.g. an in-place op without forward-mode AD: use the backward from now on
@@ -223,8 +173,8 @@ class LookaheadMixin:
             else:
                 self._ledger.lookahead_forward += 1
                 return lr * dot
-        loss = self._task_loss(task, lookahead=True)
-        g_task = self.learner.subset_gradient(loss, retain_graph=not self._task_dependent)
+        loss = self.pending.task_loss(task, lookahead=True)
+        g_task = self.learner.subset_gradient(loss, retain_graph=not self.task_dependent)
         self._ledger.lookahead_backward += 1
         stats = gradient_stats(tangent, g_task, lr)
         return stats.cosine if cosine else stats.alignment
@@ -236,7 +186,7 @@ class LookaheadMixin:
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         learner, space = self.learner, self.task_space
-        view = space.materialize(self._batch, task)
+        view = space.materialize(self.pending.batch, task)
         names = list(learner.alignment_names)
         primals = tuple(p.detach() for p in learner.alignment_parameters())
         tangents = tuple(t.detach().to(p.dtype) for t, p in zip(tangent, primals, strict=True))
