@@ -218,6 +218,25 @@ def keyword_signature(builder: Any = None, *, fixed: tuple[str, ...] = (), extra
     return decorate
 
 
+def check_parts(*, feedback_set: Any = None, stream: Any = None) -> None:
+    """Check the parts a user passes through ``gymnasium.make`` (``feedback_set=``, ``stream=``) before any work.
+
+    A given part replaces the factory's own: ``feedback_set`` (a :class:`~vpt_gym.core.FeedbackSet`: its
+    feedback split gives g_down and the probes, its eval split ``info["eval"]``) and ``stream`` (a
+    :class:`~vpt_gym.core.PretrainStream` of batches the env's task space and learner take). An env built so
+    cannot be put in a suite or replayed from a results row (a row records keywords, not objects).
+
+    Raises:
+        TypeError: a part that misses members of its Protocol (names the part, its type and what is missing).
+    """
+    from vpt_gym.core import FeedbackSet, PretrainStream, require
+
+    if feedback_set is not None:
+        require(feedback_set, FeedbackSet, "feedback_set")
+    if stream is not None:
+        require(stream, PretrainStream, "stream")
+
+
 def _load(target: str) -> Any:
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from vpt_gym.budget import Budget
-from vpt_gym.envs import card, keyword_signature
+from vpt_gym.core import FeedbackSet, PretrainStream
+from vpt_gym.envs import card, check_parts, keyword_signature
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.lm.corpus import (
@@ -43,7 +44,7 @@ from vpt_gym.lm.model import (
 )
 from vpt_gym.lm.soft_targets import SoftTargetTaskSpace
 from vpt_gym.lm.stream import TokenStream, tokenize_text
-from vpt_gym.value import make_value_estimator
+from vpt_gym.value import ValueEstimator, make_value_estimator
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,7 +171,8 @@ def check_choice(name: str, value: Any, accepted) -> None:
         raise ValueError(f"{name}={value!r} is not accepted; choose one of {sorted(accepted)}")
 
 
-def check_lm_options(*, size: str, budget: int | None, updates_per_decision: int, feedback_period: int, reward: str,
+def check_lm_options(*, size: str, budget: int | None, updates_per_decision: int, feedback_period: int,
+                     reward: str | ValueEstimator,
                      lr: float | None, model: str | None, device: str, dtype: str | None,
                      counts: dict[str, Any], split_seed: int = 0) -> tuple[LMPreset, Budget, torch.device, str]:
     """Validate the keywords every LM env shares, before any data is read or model built.
@@ -224,7 +226,7 @@ class LMVersion:
     reward: str
 
     def resolve(self, size: str, math_stream: str | None, lr: float | None,
-                reward: str | None) -> tuple[str, float | None, str]:
+                reward: str | ValueEstimator | None) -> tuple[str, float | None, str | ValueEstimator]:
         """``(math_stream, lr, reward)`` with this version's default for each one given as ``None`` (``lr``
         stays ``None`` where the size preset's applies).
 
@@ -254,7 +256,7 @@ def _make_lm_env(
     size: str = "tiny",
     data: str | Path | None = None,
     budget: int | None = None,
-    reward: str | None = None,
+    reward: str | ValueEstimator | None = None,
     updates_per_decision: int = 1,
     feedback_period: int = 8,
     device: str = "auto",
@@ -275,7 +277,10 @@ def _make_lm_env(
     alpha_max: float = 0.5,
     model: str | None = None,
     cache: str | Path | None = None,
+    feedback_set: FeedbackSet | None = None,
+    stream: PretrainStream | None = None,
 ) -> TaskDesignEnv:
+    check_parts(feedback_set=feedback_set, stream=stream)
     check_feedback_momentum(feedback_momentum)
     if not 0.0 <= math_fraction <= 1.0:
         raise ValueError(f"math_fraction must be in [0, 1], got {math_fraction}")
@@ -312,15 +317,18 @@ def _make_lm_env(
         net.load_state_dict(state)
         eos, context = None, preset.base.context_length
     learner = make_lm_learner(net, lr=lr or preset.lr, alignment=alignment, device=dev, dtype=chosen_dtype)
-    stream = TokenStream(domains, {"math": math_fraction, "general": 1.0 - math_fraction},
-                         batch_size=preset.batch_size, seq_len=min(preset.seq_len, context))
-    feedback = GSM8KFeedback(
-        feedback=corpus.feedback, eval=corpus.eval, tokenizer=tokenizer, context_length=context,
-        batch_size=min(feedback_batch_size or preset.feedback_batch_size, len(corpus.feedback)),
-        probe_size=preset.probe_size, eval_items=min(eval_items or preset.eval_items, len(corpus.eval)),
-        max_new_tokens=min(max_new_tokens or preset.max_new_tokens, context // 2), source=corpus.source,
-        eos_token_id=eos,
-    )
+    if stream is None:
+        stream = TokenStream(domains, {"math": math_fraction, "general": 1.0 - math_fraction},
+                             batch_size=preset.batch_size, seq_len=min(preset.seq_len, context))
+    feedback = feedback_set
+    if feedback is None:
+        feedback = GSM8KFeedback(
+            feedback=corpus.feedback, eval=corpus.eval, tokenizer=tokenizer, context_length=context,
+            batch_size=min(feedback_batch_size or preset.feedback_batch_size, len(corpus.feedback)),
+            probe_size=preset.probe_size, eval_items=min(eval_items or preset.eval_items, len(corpus.eval)),
+            max_new_tokens=min(max_new_tokens or preset.max_new_tokens, context // 2), source=corpus.source,
+            eos_token_id=eos,
+        )
     return TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
                          reward=reward, feedback_momentum=feedback_momentum,
                          data_sources={"math": math_source, "general": general_source})
@@ -414,9 +422,16 @@ _LM_CARD = """
         model: ``size="paper"`` only: local path or hub id of an ``AutoModelForCausalLM``.
         cache: cache folder for tokenizers and base checkpoints (default ``$VPT_GYM_CACHE`` or
             ``~/.cache/vpt_gym``).
+        feedback_set: your own :class:`~vpt_gym.core.FeedbackSet` in place of the GSM8K solution-NLL feedback
+            (its feedback split gives g_down and the probes, its eval split ``info["eval"]``); checked first.
+        stream: your own :class:`~vpt_gym.core.PretrainStream` of token batches
+            (:class:`~vpt_gym.lm.stream.TokenBatch`: ``input_ids`` [batch, seq] int64 and a ``domain`` index per
+            row) in place of the math + prose stream.
+            An env built with a part object cannot go into a suite or be replayed from a results row.
 
     Raises:
         ValueError: any argument outside its accepted range (before any data is read or model built).
+        TypeError: a ``feedback_set`` or ``stream`` that misses members of its Protocol (names them).
         FileNotFoundError: ``data`` names a missing folder or file.
 
     Version History:

@@ -19,7 +19,8 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 
-from vpt_gym.envs import card, keyword_signature
+from vpt_gym.core import FeedbackSet
+from vpt_gym.envs import card, check_parts, keyword_signature
 from vpt_gym.envs.lm import LMVersion, check_lm_options, lm_resources, math_stream_texts
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
@@ -41,6 +42,7 @@ from vpt_gym.lm.model import (
 )
 from vpt_gym.lm.multitask import HeldoutNLLFeedback, MultitaskFeedback, normalized_weights
 from vpt_gym.utils import cache_dir
+from vpt_gym.value import ValueEstimator
 
 BUILTIN_DOMAINS = ("math", "code", "prose")
 # The task space (DomainMixtureTaskSpace) lives with the other LM task spaces, in vpt_gym/lm/mixture.py.
@@ -123,7 +125,7 @@ def _make_domains_env(
     size: str = "tiny",
     data: str | Path | None = None,
     budget: int | None = None,
-    reward: str | None = None,
+    reward: str | ValueEstimator | None = None,
     updates_per_decision: int = 1,
     feedback_period: int = 8,
     device: str = "auto",
@@ -146,7 +148,9 @@ def _make_domains_env(
     math_stream: str | None = None,
     model: str | None = None,
     cache: str | Path | None = None,
+    feedback_set: FeedbackSet | None = None,
 ) -> TaskDesignEnv:
+    check_parts(feedback_set=feedback_set)
     math_stream, lr, reward = DOMAINS_VERSIONS[version].resolve(size, math_stream, lr, reward)
     preset, budget_obj, dev, chosen_dtype = check_lm_options(
         size=size, budget=budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period,
@@ -217,7 +221,8 @@ def _make_domains_env(
                 source=f"{dom.source} (held-out files/chunks)")
     multitask = MultitaskFeedback(tasks, omega, matched_domains=matched, domain_matched=domain_matched)
     return TaskDesignEnv(
-        learner=learner, task_space=task_space, stream=stream, feedback=multitask, budget=budget_obj, reward=reward,
+        learner=learner, task_space=task_space, stream=stream,
+        feedback=multitask if feedback_set is None else feedback_set, budget=budget_obj, reward=reward,
         feedback_momentum=feedback_momentum, data_sources={n: tokenized[n].source for n in names},
         decontamination={n: {"documents": tokenized[n].documents, "dropped": tokenized[n].dropped} for n in names})
 
@@ -272,6 +277,9 @@ _DOMAINS_CARD = """
         feedback: feedback task -> omega (>= 0, finite, positive sum; normalized); tasks ``"gsm8k"``,
             ``"code"``, ``"prose"`` or an extra domain with held-out texts.
         domain_matched: score each update with its domains' own feedback (gsm8k <-> math).
+        feedback_set: your own :class:`~vpt_gym.core.FeedbackSet` in place of the one built from ``feedback``
+            (its feedback split gives g_down and the probes, its eval split ``info["eval"]``); checked before
+            any work. An env built with a part object cannot go into a suite or be replayed from a results row.
         mixtures: extra named menu entries, name -> {domain: weight} on the simplex (Discrete only).
         logit_scale: softmax scale of the Box variant (default 3, finite, > 0).
         math_stream: the ``math`` domain's text: ``"gsm8k"`` (GSM8K train's unlabeled part; v0's default) or

@@ -30,11 +30,12 @@ from gymnasium import spaces
 from torch import nn
 
 from vpt_gym.budget import Budget
-from vpt_gym.core import Learner, Task
-from vpt_gym.envs import card, keyword_signature
+from vpt_gym.core import FeedbackSet, Learner, PretrainStream, Task
+from vpt_gym.envs import card, check_parts, keyword_signature
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.learners import TorchLearner
+from vpt_gym.value import ValueEstimator
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,9 +264,11 @@ def make_toy_env(
     budget: int = 256,
     updates_per_decision: int = 1,
     feedback_period: int = 8,
-    reward: str = "alignment",
+    reward: str | ValueEstimator = "alignment",
     feedback_momentum: float = 0.0,
     config: ToyConfig | None = None,
+    feedback_set: FeedbackSet | None = None,
+    stream: PretrainStream | None = None,
     **overrides: object,
 ) -> TaskDesignEnv:
     """Build ``vpt/Toy-Alignment-v0``: a closed-form learner whose data sources drift in and out of alignment.
@@ -315,18 +318,23 @@ def make_toy_env(
         budget: learner updates per episode, >= 1.
         updates_per_decision: >= 1, divides ``budget``.
         feedback_period: g_down refresh period in decisions, >= 1.
-        reward: value-estimator name.
+        reward: value-estimator name, or a :class:`~vpt_gym.value.ValueEstimator` object.
         feedback_momentum: running average of g_down across refreshes, in [0, 1) (0: fresh only).
+        feedback_set: your own :class:`~vpt_gym.core.FeedbackSet` in place of the toy's (noisy copies of theta*).
+        stream: your own :class:`~vpt_gym.core.PretrainStream` of :class:`ToyBatch` batches in place of the
+            drifting sources (the task space reads their phase, targets and noise).
         config: the :class:`ToyConfig` (default ``ToyConfig()``); ``overrides`` (any :class:`ToyConfig` field:
             ``dim``, ``num_sources``, ``radius``, ``bias``, ``noise``, ``lr``, ``world_seed``, ...) replace
             its fields.
 
     Raises:
         ValueError: bad budget, reward or config values (before anything is built).
+        TypeError: a ``feedback_set`` or ``stream`` that misses members of its Protocol.
 
     Version History:
         v0: initial release.
     """
+    check_parts(feedback_set=feedback_set, stream=stream)
     budget_obj = Budget.of(budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period)
     check_feedback_momentum(feedback_momentum)
     base = config or ToyConfig()
@@ -341,8 +349,8 @@ def make_toy_env(
     return TaskDesignEnv(
         learner=learner,
         task_space=ToyTaskSpace(world),
-        stream=ToyStream(world),
-        feedback=ToyFeedback(world),
+        stream=ToyStream(world) if stream is None else stream,
+        feedback=ToyFeedback(world) if feedback_set is None else feedback_set,
         budget=budget_obj,
         reward=reward,
         feedback_momentum=feedback_momentum,

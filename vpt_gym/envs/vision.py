@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from vpt_gym.budget import Budget
-from vpt_gym.envs import card, keyword_signature
+from vpt_gym.core import FeedbackSet, PretrainStream
+from vpt_gym.envs import card, check_parts, keyword_signature
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
-from vpt_gym.value import make_value_estimator
+from vpt_gym.value import ValueEstimator, make_value_estimator
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +136,24 @@ first-order value misranks the tasks at the small preset, the measured probe-los
 validity")."""
 
 
+def _check_counts(counts: Mapping[str, int | None], *, num_local: int | None, lr: float | None,
+                  split_seed: int) -> None:
+    """Validate the SSL factory's counts, ``num_local``, ``lr`` and ``split_seed``.
+
+    Raises:
+        ValueError: a count that is not an integer >= 1 (or None), ``num_local`` not an integer >= 0 (or
+            None), ``lr`` not > 0 (or None), ``split_seed`` not an integer >= 0 (names the value).
+    """
+    for name, value in counts.items():
+        _positive_int(name, value)
+    if num_local is not None and (isinstance(num_local, bool) or not isinstance(num_local, int) or num_local < 0):
+        raise ValueError(f"num_local must be an integer >= 0 or None, got {num_local!r}")
+    if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
+        raise ValueError(f"split_seed must be an integer >= 0, got {split_seed!r}")
+
+
 def _make_ssl_env(
     version: int,
     /,
@@ -143,7 +162,7 @@ def _make_ssl_env(
     size: str = "tiny",
     data: str | Path | None = None,
     budget: int | None = None,
-    reward: str | None = None,
+    reward: str | ValueEstimator | None = None,
     updates_per_decision: int = 1,
     feedback_period: int = 8,
     device: str = "auto",
@@ -164,9 +183,12 @@ def _make_ssl_env(
     blur_sigma: float = 2.0,
     model: str | None = None,
     cache: str | Path | None = None,
+    feedback_set: FeedbackSet | None = None,
+    stream: PretrainStream | None = None,
 ) -> TaskDesignEnv:
     from vpt_gym.vision import require_torchvision
 
+    check_parts(feedback_set=feedback_set, stream=stream)
     reward = SSL_VERSIONS[version] if reward is None else reward
     if size not in VISION_PRESETS:
         raise ValueError(f"size={size!r} is not accepted; choose one of {sorted(VISION_PRESETS)}")
@@ -174,16 +196,10 @@ def _make_ssl_env(
     budget_obj = Budget.of(preset.budget if budget is None else budget, updates_per_decision=updates_per_decision,
                            feedback_period=feedback_period)
     make_value_estimator(reward)
-    for name, value in (("batch_size", batch_size), ("feedback_size", feedback_size), ("eval_size", eval_size),
-                        ("feedback_batch_size", feedback_batch_size), ("probe_size", probe_size)):
-        _positive_int(name, value)
+    _check_counts({"batch_size": batch_size, "feedback_size": feedback_size, "eval_size": eval_size,
+                   "feedback_batch_size": feedback_batch_size, "probe_size": probe_size},
+                  num_local=num_local, lr=lr, split_seed=split_seed)
     check_feedback_momentum(feedback_momentum)
-    if num_local is not None and (isinstance(num_local, bool) or not isinstance(num_local, int) or num_local < 0):
-        raise ValueError(f"num_local must be an integer >= 0 or None, got {num_local!r}")
-    if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
-        raise ValueError(f"split_seed must be an integer >= 0, got {split_seed!r}")
     blocks = _alignment_blocks(preset.alignment_blocks if alignment is None else alignment)
     from vpt_gym.vision.base import ARCHES
     from vpt_gym.vision.ssl import OBJECTIVES
@@ -247,13 +263,16 @@ def _make_ssl_env(
     task_space = VisionTaskSpace(tasks, image_size=image_size, grid=grid, num_local=local,
                                  local_size=_local_size(image_size, image_size // grid),
                                  continuous=menu == "mask_continuous")
-    stream = ImageStream(splits.unlabeled.images,
-                         batch_size=min(batch_size or preset.batch_size, len(splits.unlabeled)))
-    feedback = ProbeFeedback(splits.feedback, splits.eval, feature_dim=net.student_backbone.dim,
-                             batch_size=min(feedback_batch_size or preset.feedback_batch_size, len(splits.feedback)),
-                             probe_size=min(probe_size or preset.probe_size, len(splits.feedback)),
-                             fit_steps=preset.fit_steps,
-                             eval_fit_steps=preset.eval_fit_steps)
+    if stream is None:
+        stream = ImageStream(splits.unlabeled.images,
+                             batch_size=min(batch_size or preset.batch_size, len(splits.unlabeled)))
+    feedback = feedback_set
+    if feedback is None:
+        feedback = ProbeFeedback(
+            splits.feedback, splits.eval, feature_dim=net.student_backbone.dim,
+            batch_size=min(feedback_batch_size or preset.feedback_batch_size, len(splits.feedback)),
+            probe_size=min(probe_size or preset.probe_size, len(splits.feedback)), fit_steps=preset.fit_steps,
+            eval_fit_steps=preset.eval_fit_steps)
     return TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
                          reward=reward, feedback_momentum=feedback_momentum,
                          data_sources={"images": splits.unlabeled.source})
@@ -282,9 +301,16 @@ _CARD_ARGS = """
         mask_families, keep_ratios, blur_sigma: the mask menu (``vpt/SSL-Mask-v0``).
         model: ``size="paper"`` only: local path or hub id of a ``transformers`` ViT-style ``AutoModel``.
         cache: folder of cached base checkpoints (default ``$VPT_GYM_CACHE`` or ``~/.cache/vpt_gym``).
+        feedback_set: your own :class:`~vpt_gym.core.FeedbackSet` in place of the linear probe on labelled
+            images (its feedback split gives g_down and the probes, its eval split ``info["eval"]``); checked first.
+        stream: your own :class:`~vpt_gym.core.PretrainStream` of image batches
+            (:class:`~vpt_gym.vision.data.ImageBatch`: ``images`` [batch, channels, side, side] uint8) in place
+            of the unlabelled split.
+            An env built with a part object cannot go into a suite or be replayed from a results row.
 
     Raises:
         ValueError: any argument outside its accepted range (before images are read or models built).
+        TypeError: a ``feedback_set`` or ``stream`` that misses members of its Protocol (names them).
         FileNotFoundError: ``data`` names a missing folder.
         ImportError: torchvision or mlxtend missing (pip extra ``vpt-gym[vision]``).
 
