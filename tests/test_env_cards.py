@@ -3,6 +3,7 @@ observation feature its env returns, at the index the env returns it."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 from pathlib import Path
@@ -22,7 +23,7 @@ from vpt_gym.cli import (
     render_markdown,
     update_readme,
 )
-from vpt_gym.envs import ENV_IDS
+from vpt_gym.envs import ACTION_KINDS, ENV_IDS, EnvSpec
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN, END = README_BEGIN, README_END
@@ -151,6 +152,8 @@ def test_registry_fields_are_valid() -> None:
     from vpt_gym.value import VALUE_ESTIMATORS
 
     for env_id, spec in ENV_IDS.items():
+        assert isinstance(spec, EnvSpec) and spec.action in ACTION_KINDS, env_id  # a typed record, not prose
+        assert dict(spec) == {f.name: getattr(spec, f.name) for f in dataclasses.fields(EnvSpec)}, env_id
         assert spec["rewards"] and set(spec["rewards"]) <= set(VALUE_ESTIMATORS), env_id
         v1 = env_id.endswith("-v1")  # README "Reward validity": v1 LM ids preconditioned, v1 SSL ids value_gain
         default = ("preconditioned" if v1 and env_id.startswith("vpt/LM-") else
@@ -334,3 +337,11 @@ def test_every_entry_point_has_an_explicit_keyword_signature(env_id: str) -> Non
     assert params["budget"].default in (None, 256)  # the builder's default, not a placeholder
     with pytest.raises(ValueError, match=r"has no keyword\(s\) \['no_such_knob'\]; accepted: \[.*'budget'"):
         factory(no_such_knob=1)
+
+
+def test_a_registry_record_refuses_an_unknown_action_kind() -> None:
+    fields = {**dict(ENV_IDS["vpt/Toy-Alignment-v0"]), "action": "Discrete(5)"}
+    with pytest.raises(ValueError, match=r"action='Discrete\(5\)' is not accepted; choose one of \('discrete', "):
+        EnvSpec(**fields)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ENV_IDS["vpt/Toy-Alignment-v0"].action = "box"  # type: ignore[misc]

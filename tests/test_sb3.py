@@ -6,6 +6,7 @@ the ``slow`` test checks that PPO actually learns to beat the random designer.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -170,7 +171,8 @@ class _BoxEnv(gym.Env):
 
 def test_discrete_only_algos_check_the_built_space(monkeypatch: pytest.MonkeyPatch) -> None:
     env_id = "vpt/BoxTest-v0"
-    monkeypatch.setitem(ENV_IDS, env_id, {"action": "discrete"})  # registered wrongly on purpose
+    wrong = dataclasses.replace(ENV_IDS["vpt/Toy-Alignment-v0"], action="discrete")  # registered wrongly on purpose
+    monkeypatch.setitem(ENV_IDS, env_id, wrong)
     monkeypatch.setitem(gym.registry, env_id, gym.envs.registration.EnvSpec(env_id, entry_point=_BoxEnv))
     with pytest.raises(ValueError, match=r"'dqn' needs a Discrete action space; vpt/BoxTest-v0 has Box"):
         make_vec_env(env_id, algo="dqn")

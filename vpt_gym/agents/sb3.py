@@ -354,7 +354,7 @@ def train(env_id: str, algo: str, timesteps: int, seed: int, out_dir: str | os.P
     preset = _preset(algo)
     if env_id not in ENV_IDS:
         raise ValueError(f"unknown env id {env_id!r}; accepted: {sorted(ENV_IDS)}")
-    _check_action_space(preset, str(ENV_IDS[env_id].get("action", "discrete")), env_id)  # before building it
+    _check_action_space(preset, ENV_IDS[env_id].action, env_id)  # before building it
     if isinstance(timesteps, bool) or not isinstance(timesteps, (int, np.integer)) or timesteps < 1:
         raise ValueError(f"timesteps must be an integer >= 1, got {timesteps!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -6,12 +6,15 @@ Each id is a preset of components composed by :class:`vpt_gym.envs.task_design.T
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import math
 import multiprocessing
 import os
-from typing import Any
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import gymnasium
 
@@ -23,6 +26,67 @@ VALUE_GAIN_FIRST: tuple[str, ...] = ("value_gain",) + tuple(m for m in REWARD_MO
 """:data:`REWARD_MODES` with ``value_gain`` (the default of the ``-v1`` SSL ids) first."""
 SIZE_PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
 """The ``size=`` presets of the LM and vision envs (the toy env has none)."""
+
+ACTION_KINDS: tuple[str, ...] = ("discrete", "box")
+"""The action-space kinds of a registered id: ``"discrete"`` (a task menu, ``Discrete(K)``), ``"box"`` (a
+continuous family, ``Box``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvSpec(Mapping[str, Any]):
+    """The registry record of one env id (:data:`ENV_IDS`); a read-only mapping of its fields as well.
+
+    Attributes:
+        entry_point: ``"module:function"`` of the env factory.
+        learner, tasks, reward: one-line descriptions (``vpt-gym list``).
+        action: the action space's kind, one of :data:`ACTION_KINDS`.
+        presets: the ``size=`` values (empty: the env has none).
+        rewards: the accepted ``reward=`` names, the default first.
+        cpu_step_ms: preset -> mean wall-clock ms of one ``env.step`` on a CPU (see :data:`ENV_IDS`).
+        keywords_of: the callable whose keyword parameters the factory's ``**kwargs`` forwards to
+            (:func:`env_keywords`).
+        eval_metrics: the keys of ``info["eval"]`` with the default arguments.
+        eval_metric_pattern: a regex of further ``info["eval"]`` keys some arguments add (None: none).
+        reads_data: whether the env reads the data folder ``$VPT_GYM_DATA``.
+        smoke_kwargs: the cheapest configuration (the contract tests over every id use it).
+
+    Raises:
+        ValueError: at construction, an ``action`` outside :data:`ACTION_KINDS` or an empty ``rewards``.
+    """
+
+    entry_point: str
+    learner: str
+    tasks: str
+    action: Literal["discrete", "box"]
+    reward: str
+    presets: tuple[str, ...]
+    rewards: tuple[str, ...]
+    cpu_step_ms: Mapping[str, float]
+    keywords_of: str | None = None
+    eval_metrics: tuple[str, ...]
+    eval_metric_pattern: str | None = None
+    reads_data: bool
+    smoke_kwargs: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTION_KINDS:
+            raise ValueError(f"action={self.action!r} is not accepted; choose one of {ACTION_KINDS}")
+        if not self.rewards:
+            raise ValueError(f"rewards must name at least one reward mode, got {self.rewards!r}")
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _ENV_SPEC_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_ENV_SPEC_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_ENV_SPEC_FIELDS)
+
+
+_ENV_SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EnvSpec))
 
 _LM_SOFT_TARGETS: dict[str, Any] = {
     "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
@@ -71,87 +135,88 @@ _SSL_V0_REWARD = "alignment with probe-head feedback (classification CE + pixelw
 _SSL_V1_REWARD = ("value_gain (measured probe-loss drop) with probe-head feedback (classification CE + pixelwise "
                   "segmentation CE) on real MNIST")
 
-ENV_IDS: dict[str, dict[str, Any]] = {
-    "vpt/Toy-Alignment-v0": {
-        "entry_point": "vpt_gym.envs.toy:make_toy_env",
-        "learner": "closed-form point in R^8, SGD",
-        "tasks": "Discrete(5): mixture (standard) | source_0..source_3 (drifting alignment)",
-        "action": "discrete", "reward": "alignment (eta g_down.g_pre, analytic feedback)",
-        "presets": (), "rewards": REWARD_MODES, "cpu_step_ms": {"default": 0.9},
-        "keywords_of": "vpt_gym.envs.toy:ToyConfig",
-        "eval_metrics": ("eval_loss", "eval_solved_fraction"),
-        "reads_data": False,
-        "smoke_kwargs": {"budget": 32},
-    },
-    "vpt/LM-SoftTargets-v0": {
-        **_LM_SOFT_TARGETS, "entry_point": "vpt_gym.envs.lm:make_soft_targets_env", "tasks": _SOFT_MENU,
-        "action": "discrete", "reward": "alignment with GSM8K solution-NLL feedback", "rewards": REWARD_MODES,
-        "cpu_step_ms": {"tiny": 17, "small": 160},
-    },
-    "vpt/LM-SoftTargetsContinuous-v0": {
-        **_LM_SOFT_TARGETS, "entry_point": "vpt_gym.envs.lm:make_soft_targets_continuous_env", "tasks": _SOFT_BOX,
-        "action": "box", "reward": "alignment with GSM8K solution-NLL feedback", "rewards": REWARD_MODES,
-        "cpu_step_ms": {"tiny": 17, "small": 180},
-    },
-    "vpt/LM-SoftTargets-v1": {
-        **_LM_SOFT_TARGETS, "entry_point": "vpt_gym.envs.lm:make_soft_targets_env_v1", "tasks": _SOFT_MENU,
-        "action": "discrete", "reward": _V1_REWARD, "rewards": PRECONDITIONED_FIRST,
-        "cpu_step_ms": {"tiny": 17, "small": 160},
-    },
-    "vpt/LM-SoftTargetsContinuous-v1": {
-        **_LM_SOFT_TARGETS, "entry_point": "vpt_gym.envs.lm:make_soft_targets_continuous_env_v1", "tasks": _SOFT_BOX,
-        "action": "box", "reward": _V1_REWARD, "rewards": PRECONDITIONED_FIRST,
-        "cpu_step_ms": {"tiny": 17, "small": 180},
-    },
-    "vpt/LM-Domains-v0": {
-        **_LM_DOMAINS, "entry_point": "vpt_gym.envs.lm_domains:make_domains_env", "tasks": _DOMAIN_MENU,
-        "action": "discrete", "reward": _DOMAINS_V0_REWARD, "rewards": REWARD_MODES,
-    },
-    "vpt/LM-DomainsContinuous-v0": {
-        **_LM_DOMAINS, "entry_point": "vpt_gym.envs.lm_domains:make_domains_continuous_env", "tasks": _DOMAIN_BOX,
-        "action": "box", "reward": _DOMAINS_V0_REWARD, "rewards": REWARD_MODES,
-    },
-    "vpt/LM-Domains-v1": {
-        **_LM_DOMAINS, "entry_point": "vpt_gym.envs.lm_domains:make_domains_env_v1", "tasks": _DOMAIN_MENU,
-        "action": "discrete", "reward": _DOMAINS_V1_REWARD, "rewards": PRECONDITIONED_FIRST,
-    },
-    "vpt/LM-DomainsContinuous-v1": {
-        **_LM_DOMAINS, "entry_point": "vpt_gym.envs.lm_domains:make_domains_continuous_env_v1", "tasks": _DOMAIN_BOX,
-        "action": "box", "reward": _DOMAINS_V1_REWARD, "rewards": PRECONDITIONED_FIRST,
-    },
-    "vpt/SSL-Augment-v0": {
-        **_SSL, "entry_point": "vpt_gym.envs.vision:make_ssl_augment_env", "tasks": _AUGMENT_MENU,
-        "action": "discrete", "reward": _SSL_V0_REWARD, "rewards": REWARD_MODES,
-        "cpu_step_ms": {"tiny": 21, "small": 440},
-    },
-    "vpt/SSL-Mask-v0": {
-        **_SSL, "entry_point": "vpt_gym.envs.vision:make_ssl_mask_env", "tasks": _MASK_MENU,
-        "action": "discrete", "reward": _SSL_V0_REWARD, "rewards": REWARD_MODES,
-        "cpu_step_ms": {"tiny": 21, "small": 450},
-    },
-    "vpt/SSL-MaskContinuous-v0": {
-        **_SSL, "entry_point": "vpt_gym.envs.vision:make_ssl_mask_continuous_env", "tasks": _MASK_BOX,
-        "action": "box", "reward": _SSL_V0_REWARD, "rewards": REWARD_MODES,
-        "cpu_step_ms": {"tiny": 21, "small": 550},
-    },
-    "vpt/SSL-Augment-v1": {
-        **_SSL, "entry_point": "vpt_gym.envs.vision:make_ssl_augment_env_v1", "tasks": _AUGMENT_MENU,
-        "action": "discrete", "reward": _SSL_V1_REWARD, "rewards": VALUE_GAIN_FIRST,
-        "cpu_step_ms": {"tiny": 21, "small": 440},
-    },
-    "vpt/SSL-Mask-v1": {
-        **_SSL, "entry_point": "vpt_gym.envs.vision:make_ssl_mask_env_v1", "tasks": _MASK_MENU,
-        "action": "discrete", "reward": _SSL_V1_REWARD, "rewards": VALUE_GAIN_FIRST,
-        "cpu_step_ms": {"tiny": 21, "small": 450},
-    },
-    "vpt/SSL-MaskContinuous-v1": {
-        **_SSL, "entry_point": "vpt_gym.envs.vision:make_ssl_mask_continuous_env_v1", "tasks": _MASK_BOX,
-        "action": "box", "reward": _SSL_V1_REWARD, "rewards": VALUE_GAIN_FIRST,
-        "cpu_step_ms": {"tiny": 21, "small": 550},
-    },
+ENV_IDS: dict[str, EnvSpec] = {
+    "vpt/Toy-Alignment-v0": EnvSpec(
+        entry_point="vpt_gym.envs.toy:make_toy_env",
+        learner="closed-form point in R^8, SGD",
+        tasks="Discrete(5): mixture (standard) | source_0..source_3 (drifting alignment)",
+        action="discrete", reward="alignment (eta g_down.g_pre, analytic feedback)",
+        presets=(), rewards=REWARD_MODES, cpu_step_ms={"default": 0.9},
+        keywords_of="vpt_gym.envs.toy:ToyConfig",
+        eval_metrics=("eval_loss", "eval_solved_fraction"),
+        reads_data=False,
+        smoke_kwargs={"budget": 32},
+    ),
+    "vpt/LM-SoftTargets-v0": EnvSpec(
+        **_LM_SOFT_TARGETS, entry_point="vpt_gym.envs.lm:make_soft_targets_env", tasks=_SOFT_MENU,
+        action="discrete", reward="alignment with GSM8K solution-NLL feedback", rewards=REWARD_MODES,
+        cpu_step_ms={"tiny": 17, "small": 160},
+    ),
+    "vpt/LM-SoftTargetsContinuous-v0": EnvSpec(
+        **_LM_SOFT_TARGETS, entry_point="vpt_gym.envs.lm:make_soft_targets_continuous_env", tasks=_SOFT_BOX,
+        action="box", reward="alignment with GSM8K solution-NLL feedback", rewards=REWARD_MODES,
+        cpu_step_ms={"tiny": 17, "small": 180},
+    ),
+    "vpt/LM-SoftTargets-v1": EnvSpec(
+        **_LM_SOFT_TARGETS, entry_point="vpt_gym.envs.lm:make_soft_targets_env_v1", tasks=_SOFT_MENU,
+        action="discrete", reward=_V1_REWARD, rewards=PRECONDITIONED_FIRST,
+        cpu_step_ms={"tiny": 17, "small": 160},
+    ),
+    "vpt/LM-SoftTargetsContinuous-v1": EnvSpec(
+        **_LM_SOFT_TARGETS, entry_point="vpt_gym.envs.lm:make_soft_targets_continuous_env_v1", tasks=_SOFT_BOX,
+        action="box", reward=_V1_REWARD, rewards=PRECONDITIONED_FIRST,
+        cpu_step_ms={"tiny": 17, "small": 180},
+    ),
+    "vpt/LM-Domains-v0": EnvSpec(
+        **_LM_DOMAINS, entry_point="vpt_gym.envs.lm_domains:make_domains_env", tasks=_DOMAIN_MENU,
+        action="discrete", reward=_DOMAINS_V0_REWARD, rewards=REWARD_MODES,
+    ),
+    "vpt/LM-DomainsContinuous-v0": EnvSpec(
+        **_LM_DOMAINS, entry_point="vpt_gym.envs.lm_domains:make_domains_continuous_env", tasks=_DOMAIN_BOX,
+        action="box", reward=_DOMAINS_V0_REWARD, rewards=REWARD_MODES,
+    ),
+    "vpt/LM-Domains-v1": EnvSpec(
+        **_LM_DOMAINS, entry_point="vpt_gym.envs.lm_domains:make_domains_env_v1", tasks=_DOMAIN_MENU,
+        action="discrete", reward=_DOMAINS_V1_REWARD, rewards=PRECONDITIONED_FIRST,
+    ),
+    "vpt/LM-DomainsContinuous-v1": EnvSpec(
+        **_LM_DOMAINS, entry_point="vpt_gym.envs.lm_domains:make_domains_continuous_env_v1", tasks=_DOMAIN_BOX,
+        action="box", reward=_DOMAINS_V1_REWARD, rewards=PRECONDITIONED_FIRST,
+    ),
+    "vpt/SSL-Augment-v0": EnvSpec(
+        **_SSL, entry_point="vpt_gym.envs.vision:make_ssl_augment_env", tasks=_AUGMENT_MENU,
+        action="discrete", reward=_SSL_V0_REWARD, rewards=REWARD_MODES,
+        cpu_step_ms={"tiny": 21, "small": 440},
+    ),
+    "vpt/SSL-Mask-v0": EnvSpec(
+        **_SSL, entry_point="vpt_gym.envs.vision:make_ssl_mask_env", tasks=_MASK_MENU,
+        action="discrete", reward=_SSL_V0_REWARD, rewards=REWARD_MODES,
+        cpu_step_ms={"tiny": 21, "small": 450},
+    ),
+    "vpt/SSL-MaskContinuous-v0": EnvSpec(
+        **_SSL, entry_point="vpt_gym.envs.vision:make_ssl_mask_continuous_env", tasks=_MASK_BOX,
+        action="box", reward=_SSL_V0_REWARD, rewards=REWARD_MODES,
+        cpu_step_ms={"tiny": 21, "small": 550},
+    ),
+    "vpt/SSL-Augment-v1": EnvSpec(
+        **_SSL, entry_point="vpt_gym.envs.vision:make_ssl_augment_env_v1", tasks=_AUGMENT_MENU,
+        action="discrete", reward=_SSL_V1_REWARD, rewards=VALUE_GAIN_FIRST,
+        cpu_step_ms={"tiny": 21, "small": 440},
+    ),
+    "vpt/SSL-Mask-v1": EnvSpec(
+        **_SSL, entry_point="vpt_gym.envs.vision:make_ssl_mask_env_v1", tasks=_MASK_MENU,
+        action="discrete", reward=_SSL_V1_REWARD, rewards=VALUE_GAIN_FIRST,
+        cpu_step_ms={"tiny": 21, "small": 450},
+    ),
+    "vpt/SSL-MaskContinuous-v1": EnvSpec(
+        **_SSL, entry_point="vpt_gym.envs.vision:make_ssl_mask_continuous_env_v1", tasks=_MASK_BOX,
+        action="box", reward=_SSL_V1_REWARD, rewards=VALUE_GAIN_FIRST,
+        cpu_step_ms={"tiny": 21, "small": 550},
+    ),
 }
-"""Registered ids: entry point, one-line descriptions of learner, task menu and reward (``vpt-gym list``),
-``action`` (the action space's kind: ``"discrete"`` for a task menu, ``"box"`` for a continuous family),
+"""Registered ids, each an :class:`EnvSpec` (a frozen record, readable as a mapping too): entry point, one-line
+descriptions of learner, task menu and reward (``vpt-gym list``), ``action`` (the action space's kind:
+``"discrete"`` for a task menu, ``"box"`` for a continuous family),
 ``presets`` (``size=`` values), ``rewards`` (accepted ``reward=`` names), ``cpu_step_ms``, ``keywords_of``
 (the callable whose keyword parameters the factory's ``**kwargs`` forwards to; see :func:`env_keywords`),
 ``eval_metrics`` (the keys of ``info["eval"]`` with the default arguments; ``eval_metric_pattern``: a regex of
