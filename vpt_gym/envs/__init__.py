@@ -283,7 +283,7 @@ def keyword_signature(builder: Any = None, *, fixed: tuple[str, ...] = (), extra
     return decorate
 
 
-def check_parts(*, feedback_set: Any = None, stream: Any = None) -> None:
+def require_user_parts(*, feedback_set: Any = None, stream: Any = None) -> None:
     """Check the parts a user passes through ``gymnasium.make`` (``feedback_set=``, ``stream=``) before any work.
 
     A given part replaces the factory's own: ``feedback_set`` (a :class:`~vpt_gym.core.FeedbackSet`: its

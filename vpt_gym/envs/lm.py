@@ -18,7 +18,7 @@ import torch
 
 from vpt_gym.budget import Budget
 from vpt_gym.core import FeedbackSet, PretrainStream
-from vpt_gym.envs import card, check_parts, keyword_signature
+from vpt_gym.envs import card, require_user_parts, keyword_signature
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.lm.corpus import (
@@ -280,7 +280,7 @@ def _make_lm_env(
     feedback_set: FeedbackSet | None = None,
     stream: PretrainStream | None = None,
 ) -> TaskDesignEnv:
-    check_parts(feedback_set=feedback_set, stream=stream)
+    require_user_parts(feedback_set=feedback_set, stream=stream)
     check_feedback_momentum(feedback_momentum)
     if not 0.0 <= math_fraction <= 1.0:
         raise ValueError(f"math_fraction must be in [0, 1], got {math_fraction}")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from vpt_gym.core import FeedbackSet
-from vpt_gym.envs import card, check_parts, keyword_signature
+from vpt_gym.envs import card, require_user_parts, keyword_signature
 from vpt_gym.envs.lm import LMVersion, check_lm_options, lm_resources, math_stream_texts
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
@@ -150,7 +150,7 @@ def _make_domains_env(
     cache: str | Path | None = None,
     feedback_set: FeedbackSet | None = None,
 ) -> TaskDesignEnv:
-    check_parts(feedback_set=feedback_set)
+    require_user_parts(feedback_set=feedback_set)
     math_stream, lr, reward = DOMAINS_VERSIONS[version].resolve(size, math_stream, lr, reward)
     preset, budget_obj, dev, chosen_dtype = check_lm_options(
         size=size, budget=budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period,

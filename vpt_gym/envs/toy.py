@@ -31,7 +31,7 @@ from torch import nn
 
 from vpt_gym.budget import Budget
 from vpt_gym.core import FeedbackSet, Learner, PretrainStream, Task
-from vpt_gym.envs import card, check_parts, keyword_signature
+from vpt_gym.envs import card, require_user_parts, keyword_signature
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.learners import TorchLearner
@@ -334,7 +334,7 @@ def make_toy_env(
     Version History:
         v0: initial release.
     """
-    check_parts(feedback_set=feedback_set, stream=stream)
+    require_user_parts(feedback_set=feedback_set, stream=stream)
     budget_obj = Budget.of(budget, updates_per_decision=updates_per_decision, feedback_period=feedback_period)
     check_feedback_momentum(feedback_momentum)
     base = config or ToyConfig()

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from vpt_gym.budget import Budget
 from vpt_gym.core import FeedbackSet, PretrainStream
-from vpt_gym.envs import card, check_parts, keyword_signature
+from vpt_gym.envs import card, require_user_parts, keyword_signature
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.value import ValueEstimator, make_value_estimator
@@ -188,7 +188,7 @@ def _make_ssl_env(
 ) -> TaskDesignEnv:
     from vpt_gym.vision import require_torchvision
 
-    check_parts(feedback_set=feedback_set, stream=stream)
+    require_user_parts(feedback_set=feedback_set, stream=stream)
     reward = SSL_VERSIONS[version] if reward is None else reward
     if size not in VISION_PRESETS:
         raise ValueError(f"size={size!r} is not accepted; choose one of {sorted(VISION_PRESETS)}")
