@@ -368,7 +368,7 @@ def test_ctrl_c_during_bench_leaks_no_semaphore(tmp_path: Path) -> None:
     suite = tmp_path / "suite.toml"
     suite.write_text(
         'name = "ctrlc"\nversion = 1\nseeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\ndesigners = ["fixed"]\n'
-        '[[envs]]\nid = "vpt/Toy-Alignment-v0"\nbudget = 1500\nmetric = "eval_loss"\nhigher_is_better = false\n')
+        '[[envs]]\nid = "vpt/Toy-Alignment-v0"\nbudget = 6000\nmetric = "eval_loss"\nhigher_is_better = false\n')
     out = tmp_path / "r.jsonl"
     cmd = [sys.executable, "-m", "vpt_gym.cli", "bench", str(suite), "--out", str(out), "--workers", "2",
            "--threads", "1", "--no-progress"]
@@ -376,7 +376,7 @@ def test_ctrl_c_during_bench_leaks_no_semaphore(tmp_path: Path) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not read_rows(out) and proc.poll() is None:
         time.sleep(0.1)  # one episode finished: both workers have run an episode's code
-    time.sleep(0.2)  # 12 episodes on 2 workers: at least 5 rounds of episodes remain, so the signal lands mid-run
+    time.sleep(0.2)  # 12 episodes of ~3 s on 2 workers: 5 rounds remain, so the signal lands mid-run
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr[-2000:]
