@@ -19,19 +19,13 @@ from vpt_gym.core import (
     LOSS_CAP,
     AcceptsTasks,
     BranchableLearner,
-    DifferentiableTasks,
-    DomainMatchedFeedback,
     FeedbackSet,
-    LinearTaskValues,
     Learner,
     MaskedActions,
     PreconditionedLearner,
     PretrainStream,
-    SubsetOnlyGradients,
     Task,
-    TaskDependentForward,
     TaskSpace,
-    capability,
     require,
 )
 from vpt_gym.envs.task_design.feedback import FeedbackGradient, FeedbackProbe
@@ -122,6 +116,58 @@ def _generators(seed: int, count: int) -> list[torch.Generator]:
     return gens
 
 
+def _components(*, learner: Learner, task_space: TaskSpace, stream: PretrainStream, feedback: FeedbackSet,
+                value_estimator: ValueEstimator, feedback_momentum: float, ema_decay: float,
+                feedback_gradient: FeedbackGradient | None, probe: FeedbackProbe | None,
+                pending: PendingUpdate | None,
+                lookahead: Lookahead | None) -> tuple[FeedbackGradient, FeedbackProbe, PendingUpdate, Lookahead]:
+    """The env's four components: each one given, checked against the env's parts, or its default.
+
+    Raises:
+        TypeError: a component of the wrong class.
+        ValueError: a component built for other parts than the env's, or ``feedback_momentum`` besides a
+            ``feedback_gradient`` of another momentum.
+    """
+    for given, cls, role in ((feedback_gradient, FeedbackGradient, "feedback_gradient"),
+                             (probe, FeedbackProbe, "probe"), (pending, PendingUpdate, "pending"),
+                             (lookahead, Lookahead, "lookahead")):
+        if given is not None and not isinstance(given, cls):
+            raise TypeError(f"{role} must be a vpt_gym.envs.task_design.{cls.__name__} (or a subclass), "
+                            f"got {type(given).__name__}")
+    if feedback_gradient is None:
+        feedback_gradient = FeedbackGradient.for_parts(feedback, learner, momentum=feedback_momentum,
+                                                       ema_decay=ema_decay)
+    elif feedback_momentum not in (0.0, feedback_gradient.momentum):
+        raise ValueError(f"feedback_momentum={feedback_momentum!r} is given besides a feedback_gradient of "
+                         f"momentum {feedback_gradient.momentum!r}: set the momentum on the component only")
+    if pending is None:
+        pending = PendingUpdate.for_parts(learner, task_space, stream)
+    if probe is None:
+        probe = FeedbackProbe(feedback, learner, value_estimator)
+    if lookahead is None:
+        lookahead = Lookahead.for_parts(learner=learner, task_space=task_space, pending=pending,
+                                        feedback_gradient=feedback_gradient, value_estimator=value_estimator)
+    env_parts = {"learner": learner, "task_space": task_space, "stream": stream, "feedback": feedback,
+                 "value_estimator": value_estimator, "estimator": value_estimator, "pending": pending,
+                 "feedback_gradient": feedback_gradient}
+    bindings = ((feedback_gradient, "feedback_gradient", ("feedback", "learner")),
+                (probe, "probe", ("feedback", "learner", "estimator")),
+                (pending, "pending", ("learner", "task_space", "stream")),
+                (lookahead, "lookahead", ("learner", "task_space", "feedback", "value_estimator", "pending",
+                                          "feedback_gradient")))
+    for component, role, names in bindings:
+        for name in names:
+            if getattr(component, name) is not env_parts[name]:
+                hint = (" (pass the reward as that ValueEstimator object, reward=estimator)"
+                        if name in ("estimator", "value_estimator") else
+                        f" (pass the {name} it was built with, {name}=...)" if name in ("pending", "feedback_gradient")
+                        else "")
+                raise ValueError(f"{role} was built for another {name} than the env's: "
+                                 f"{type(getattr(component, name)).__name__} object, not the env's "
+                                 f"{type(env_parts[name]).__name__}{hint}")
+    return feedback_gradient, probe, pending, lookahead
+
+
 class TaskDesignEnv(gym.Env):
     """Continued pretraining as an MDP: each action picks the pretraining task of the next learner update(s).
 
@@ -200,6 +246,26 @@ class TaskDesignEnv(gym.Env):
             ``env.data_sources``; provenance only, no effect on the MDP).
         decontamination: per pretraining domain, what decontamination removed (``{domain: {"documents": n,
             "dropped": m}}``; kept as ``env.decontamination``).
+        feedback_gradient: the g_down component (:class:`~vpt_gym.envs.task_design.FeedbackGradient`) built for
+            ``feedback`` and ``learner``; default ``FeedbackGradient.for_parts(feedback, learner,
+            momentum=feedback_momentum, ema_decay=ema_decay)``. Pass a subclass to change how g_down is
+            estimated and kept; its ``momentum`` then is the env's ``feedback_momentum``.
+        probe: the probe component (:class:`~vpt_gym.envs.task_design.FeedbackProbe`) built for ``feedback``,
+            ``learner`` and the reward's estimator object; default ``FeedbackProbe(feedback, learner,
+            estimator)``.
+        pending: the pending-update component (:class:`~vpt_gym.envs.task_design.PendingUpdate`) built for
+            ``learner``, ``task_space`` and ``stream``; default ``PendingUpdate.for_parts(learner, task_space,
+            stream)``.
+        lookahead: the designer look-ahead (:class:`~vpt_gym.envs.task_design.Lookahead`) built on the env's
+            learner, task space, ``pending``, ``feedback_gradient`` and reward estimator; default
+            ``Lookahead.for_parts(...)`` on those. A ``lookahead`` therefore needs the ``pending`` and
+            ``feedback_gradient`` it was built with passed too.
+
+    Raises:
+        ValueError: a setting outside its range (named, with the range); a component built for other parts
+            than the env's (names the component and the part), or ``feedback_momentum`` given besides a
+            ``feedback_gradient`` with another momentum.
+        TypeError: a part missing a member of its Protocol, or a component of the wrong class.
 
     Version History:
         v0: initial release.
@@ -222,6 +288,10 @@ class TaskDesignEnv(gym.Env):
         feedback_momentum: float = 0.0,
         data_sources: Mapping[str, str] | None = None,
         decontamination: Mapping[str, Mapping[str, Any]] | None = None,
+        feedback_gradient: FeedbackGradient | None = None,
+        probe: FeedbackProbe | None = None,
+        pending: PendingUpdate | None = None,
+        lookahead: Lookahead | None = None,
     ) -> None:
         if not isinstance(budget, Budget):
             raise ValueError(f"budget must be a vpt_gym.budget.Budget, got {budget!r}")
@@ -233,6 +303,11 @@ class TaskDesignEnv(gym.Env):
                                      (stream, PretrainStream, "stream"), (feedback, FeedbackSet, "feedback")):
             require(part, protocol, role)
         self.feedback_momentum = check_feedback_momentum(feedback_momentum)
+        value_estimator = make_value_estimator(reward)
+        components = _components(learner=learner, task_space=task_space, stream=stream, feedback=feedback,
+                                 value_estimator=value_estimator, feedback_momentum=self.feedback_momentum,
+                                 ema_decay=float(ema_decay), feedback_gradient=feedback_gradient, probe=probe,
+                                 pending=pending, lookahead=lookahead)
         self.data_sources: dict[str, str] = dict(data_sources or {})
         """Where each pretraining stream's data came from (``{stream name: source}``; a factory's record)."""
         self.decontamination: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (decontamination or {}).items()}
@@ -242,32 +317,21 @@ class TaskDesignEnv(gym.Env):
         self.stream = stream
         self.feedback = feedback
         self.budget = budget
-        self.value_estimator = make_value_estimator(reward)
+        self.value_estimator = value_estimator
         self.ema_decay = float(ema_decay)
         self.divergence_penalty = float(divergence_penalty)
         self.evaluate_at_end = bool(evaluate_at_end)
         # Optional capabilities (vpt_gym.core), resolved once here; nothing probes the parts later.
-        self._task_dependent = capability(task_space, TaskDependentForward, flag="task_dependent_forward")
-        self._matched = capability(feedback, DomainMatchedFeedback, flag="domain_matched")
         self._masks = task_space.action_masks if isinstance(task_space, MaskedActions) else None
         self._accepts = task_space.accepts if isinstance(task_space, AcceptsTasks) else None
-        subset_only = learner.grad_only_on_subset if isinstance(learner, SubsetOnlyGradients) else None
-        self.feedback_gradient = FeedbackGradient(feedback, learner, matched=self._matched, subset_only=subset_only,
-                                                  momentum=self.feedback_momentum, ema_decay=self.ema_decay)
-        """The g_down component (refreshes, running average, domain-matched g_j; its own state)."""
-        self.probe = FeedbackProbe(feedback, learner, self.value_estimator)
-        """The probe component (L_down / metric on the fixed probe batch before and after each update)."""
         self._preconditioned = isinstance(learner, PreconditionedLearner)
-        self.pending = PendingUpdate(learner, task_space, stream, task_dependent=self._task_dependent)
-        """The pending update component (the next batch, its forward, a task-dependent family's view)."""
-        self.lookahead = Lookahead(
-            learner=learner, task_space=task_space, pending=self.pending, feedback_gradient=self.feedback_gradient,
-            feedback=feedback, value_estimator=self.value_estimator, task_dependent=self._task_dependent,
-            matched=self._matched, preconditioned=self._preconditioned,
-            linear_values=task_space.linear_values if isinstance(task_space, LinearTaskValues) else None,
-            value_derivative=(task_space.value_derivative if isinstance(task_space, DifferentiableTasks)
-                              else None))
-        """The designer look-ahead component (:meth:`lookahead_values`, :meth:`value_derivative`)."""
+        self.feedback_gradient, self.probe, self.pending, self.lookahead = components
+        self.feedback_momentum = self.feedback_gradient.momentum
+        self._matched = self.feedback_gradient.matched
+        """The g_down component (refreshes, running average, domain-matched g_j; its own state); the probe
+        component (L_down / metric on the fixed probe batch before and after each update); the pending update
+        component (the next batch, its forward, a task-dependent family's view); the designer look-ahead
+        component (:meth:`lookahead_values`, :meth:`value_derivative`)."""
 
         self.action_space = task_space.action_space
         self._discrete = isinstance(self.action_space, spaces.Discrete)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
-from vpt_gym.core import Task
+from vpt_gym.core import DomainMatchedFeedback, SubsetOnlyGradients, Task, capability
 from vpt_gym.value import GradientStats, UpdateOutcome, grad_norm
 
 if TYPE_CHECKING:
@@ -66,6 +66,29 @@ class FeedbackGradient:
         self.norm = 0.0
         self.loss = float("nan")
         self.ema_loss: float | None = None
+
+    @classmethod
+    def for_parts(cls, feedback: Any, learner: Any, *, momentum: float = 0.0,
+                  ema_decay: float = 0.9) -> FeedbackGradient:
+        """The component for these parts, their optional capabilities resolved (``DomainMatchedFeedback`` on
+        ``feedback``, ``SubsetOnlyGradients`` on ``learner``): what :class:`TaskDesignEnv` builds when no
+        ``feedback_gradient`` is given, and what a user subclasses and passes in to change how g_down is kept.
+
+        Args:
+            feedback: the env's feedback set. learner: the env's learner.
+            momentum: beta in [0, 1) of the running average of g_down across refreshes (0: the fresh gradient).
+            ema_decay: decay in [0, 1) of the EMA of L_down (the observation's ``ema_feedback_loss``).
+
+        Raises:
+            ValueError: ``momentum`` or ``ema_decay`` outside [0, 1).
+            TypeError: ``feedback`` sets ``domain_matched`` without the rest of ``DomainMatchedFeedback``.
+        """
+        for name, value in (("momentum", momentum), ("ema_decay", ema_decay)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+        return cls(feedback, learner, matched=capability(feedback, DomainMatchedFeedback, flag="domain_matched"),
+                   subset_only=learner.grad_only_on_subset if isinstance(learner, SubsetOnlyGradients) else None,
+                   momentum=momentum, ema_decay=ema_decay)
 
     def reset(self, ledger: Ledger) -> None:
         """Start an episode: forget g_down and the EMA; charge passes to ``ledger`` from now on."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
-from vpt_gym.core import Learner, Task, TaskSpace
+from vpt_gym.core import DifferentiableTasks, Learner, LinearTaskValues, PreconditionedLearner, Task, TaskSpace
 from vpt_gym.envs.task_design.feedback import charge_feedback_data
 from vpt_gym.value import REWARD_CLIP, gradient_stats
 
@@ -84,6 +84,22 @@ class Lookahead:
         self.forward_mode_per_task = False
         """Task-dependent families: one forward-mode pass per task instead of a forward and a backward."""
         self._jvp_unsupported = False  # set once the learner showed an op without forward-mode AD
+
+    @classmethod
+    def for_parts(cls, *, learner: Learner, task_space: TaskSpace, pending: PendingUpdate,
+                  feedback_gradient: FeedbackGradient, value_estimator: ValueEstimator) -> Lookahead:
+        """The component for these parts, their optional capabilities resolved (``PreconditionedLearner``,
+        ``LinearTaskValues``, ``DifferentiableTasks``; task-dependent forward and domain-matched feedback
+        from ``pending`` and ``feedback_gradient``): what :class:`TaskDesignEnv` builds when no ``lookahead``
+        is given. The feedback set is ``feedback_gradient.feedback``.
+        """
+        return cls(learner=learner, task_space=task_space, pending=pending, feedback_gradient=feedback_gradient,
+                   feedback=feedback_gradient.feedback, value_estimator=value_estimator,
+                   task_dependent=pending.task_dependent, matched=feedback_gradient.matched,
+                   preconditioned=isinstance(learner, PreconditionedLearner),
+                   linear_values=task_space.linear_values if isinstance(task_space, LinearTaskValues) else None,
+                   value_derivative=(task_space.value_derivative if isinstance(task_space, DifferentiableTasks)
+                                     else None))
 
     def reset(self, ledger: Ledger) -> None:
         """Start an episode charging ``ledger``."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
-from vpt_gym.core import Learner, PretrainStream, Task, TaskDependentForward, TaskSpace
+from vpt_gym.core import Learner, PretrainStream, Task, TaskDependentForward, TaskSpace, capability
 
 if TYPE_CHECKING:
     from vpt_gym.budget import Ledger
@@ -44,6 +44,17 @@ class PendingUpdate:
         self.outputs: Any = None
         self.view: Any = None
         self.descriptors = np.zeros(0, dtype=np.float64)
+
+    @classmethod
+    def for_parts(cls, learner: Learner, task_space: TaskSpace, stream: PretrainStream) -> PendingUpdate:
+        """The component for these parts, ``TaskDependentForward`` resolved on ``task_space``: what
+        :class:`TaskDesignEnv` builds when no ``pending`` is given.
+
+        Raises:
+            TypeError: ``task_space`` sets ``task_dependent_forward`` without the rest of the capability.
+        """
+        return cls(learner, task_space, stream,
+                   task_dependent=capability(task_space, TaskDependentForward, flag="task_dependent_forward"))
 
     def reset(self, ledger: Ledger) -> None:
         """Start an episode charging ``ledger``; nothing is pending until :meth:`prepare`."""
