@@ -144,6 +144,20 @@ def test_refuses_to_rank_rows_run_on_different_feedback_data() -> None:
         boards(rows + [other], reps=FAST)
 
 
+def test_refuses_to_rank_rows_of_one_seed_from_different_theta0() -> None:
+    """Rows of one seed that start from different weights (another CPU model's base) are not ranked together;
+    rows of other seeds may differ (a seed may draw its own theta_0)."""
+    rows = json.loads(json.dumps(_rows()))
+    for r in rows:
+        r["theta0"] = f"{r['seed']:016x}"
+    boards(rows, reps=FAST)  # one fingerprint per seed: ranked
+    other = json.loads(json.dumps(rows[0]))
+    other.update(theta0="f" * 16, cpu_model="Some Other CPU", designer="other", designer_name="other")
+    with pytest.raises(ValueError, match=rf"refusing to rank rows of seed {rows[0]['seed']} that start from "
+                                         r"different weights theta_0: .*ffffffffffffffff \(on Some Other CPU\)"):
+        boards(rows + [other], reps=FAST)
+
+
 def test_compute_per_update_in_learner_step_equivalents() -> None:
     """Hand-worked: a forward is 1/3 of a learner step, a backward 2/3; data fields do not count."""
     from vpt_gym.benchmark.leaderboard import step_equivalents

@@ -16,7 +16,7 @@ from vpt_gym.benchmark.validate import validate_row
 from vpt_gym.envs.lm import LM_PRESETS
 from vpt_gym.lm.model import build_gpt2, load_or_pretrain_base
 from vpt_gym.runner import run_episode
-from vpt_gym.utils import BUILD_THREADS, state_fingerprint
+from vpt_gym.utils import BUILD_THREADS, cpu_model, state_fingerprint
 
 
 def _build(folder: Path, threads: int) -> bytes:
@@ -64,3 +64,6 @@ def test_rows_record_theta0_and_validate_names_a_replay_from_other_weights() -> 
     report = validate_row(tampered)
     assert not report["ok"] and report["mismatches"]["theta0"] == ["0" * 16, row["theta0"]]
     assert "other weights theta_0" in report["hint"]
+    assert row["cpu_model"] == cpu_model() and row["cpu_model"] not in report["hint"]  # same model: not named
+    moved = validate_row({**tampered, "cpu_model": "Fake CPU 9000"})  # a row from another CPU model
+    assert f"The row ran on a Fake CPU 9000, this replay on a {cpu_model()}" in moved["hint"]

@@ -10,7 +10,7 @@ import gymnasium as gym
 from vpt_gym.agents import Designer
 from vpt_gym.atomic import write_json_atomic as write_json_atomic  # re-exported (public here before)
 from vpt_gym.core import Task
-from vpt_gym.utils import state_fingerprint, to_plain
+from vpt_gym.utils import cpu_model, state_fingerprint, to_plain
 
 
 def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool = False) -> dict[str, Any]:
@@ -36,8 +36,9 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
         during the episode: CPU rollouts are bitwise reproducible at the same count only), ``theta0`` (the
         fingerprint of the learner's weights after ``reset``, :func:`vpt_gym.utils.state_fingerprint`: a replay
         can only match from the same theta_0), ``cpu_capability`` (``torch.backends.cpu.get_cpu_capability()``:
-        the CPU kernels' instruction set), ``library_versions`` (the installed versions of the libraries whose
-        numerics an episode depends on), ``vpt_gym_version``.
+        the CPU kernels' instruction set), ``cpu_model`` (:func:`vpt_gym.utils.cpu_model`: the BLAS picks its
+        kernels per CPU model, so a bitwise replay needs the same model), ``library_versions`` (the installed
+        versions of the libraries whose numerics an episode depends on), ``vpt_gym_version``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -97,6 +98,7 @@ def run_episode(env: gym.Env, designer: Designer, *, seed: int, progress: bool =
         "torch_threads": torch.get_num_threads(),
         "theta0": theta0,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_model": cpu_model(),
         "library_versions": _library_versions(),
         "vpt_gym_version": __version__,
     })

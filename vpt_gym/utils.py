@@ -92,6 +92,23 @@ def build_threads() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def cpu_model() -> str:
+    """This host's CPU model name (Linux ``/proc/cpuinfo`` "model name", else ``platform.processor()``, else
+    ``"unknown"``). A replay is bitwise only on the same model: the BLAS (oneMKL in torch's x86 wheels)
+    picks its kernels per CPU vendor and model, so a base checkpoint built, or an update taken, on another
+    model differs in the last bits (README "Put it on the leaderboard")."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def state_fingerprint(module: torch.nn.Module) -> str:
     """First 16 hex digits of a SHA-256 over ``module``'s state dict (names, dtypes, shapes and bytes, in
     name order): the identity of a learner's theta_0, recorded in every benchmark row."""

@@ -179,12 +179,35 @@ def _check_budgets(env_id: str, per_designer: dict[str, list[dict]]) -> int:
     return budget
 
 
+def _check_theta0(env_id: str, per_designer: dict[str, list[dict]]) -> None:
+    """Rows of one seed must start from the same weights theta_0 (where they record it): a base checkpoint
+    built on another CPU model differs in its last bits and moves the final metric by more than most
+    designers' gaps (README "Put it on the leaderboard"), so rows from two hosts are not comparable.
+
+    Raises:
+        ValueError: two rows of one seed record different ``theta0`` fingerprints (names the seed, the
+            fingerprints and their CPU models).
+    """
+    by_seed: dict[int, dict[str, set[str]]] = {}
+    for rows in per_designer.values():
+        for r in rows:
+            if r.get("theta0"):
+                by_seed.setdefault(int(r["seed"]), {}).setdefault(str(r["theta0"]), set()).add(
+                    str(r.get("cpu_model", "an unrecorded CPU model")))
+    for seed, fingerprints in sorted(by_seed.items()):
+        if len(fingerprints) > 1:
+            found = "; ".join(f"{fp} (on {', '.join(sorted(models))})" for fp, models in sorted(fingerprints.items()))
+            raise ValueError(f"{env_id}: refusing to rank rows of seed {seed} that start from different weights "
+                             f"theta_0: {found}; run every designer of a results file on one CPU model")
+
+
 def env_board(env_id: str, per_designer: dict[str, list[dict]], *, reps: int = BOOTSTRAP_REPS) -> EnvBoard:
     """Statistics of one env's rows (``{designer label: rows}``), ranked by IQM (best first).
 
     Raises:
         ValueError: budgets differ between rows, a row spent another number of updates than the budget, rows
-            disagree on the metric or its direction, or a row lacks the primary metric.
+            disagree on the metric or its direction, a row lacks the primary metric, or rows of one seed start
+            from different theta_0.
         ImportError: rliable is not installed.
     """
     rly, metrics = _rliable()
@@ -193,6 +216,7 @@ def env_board(env_id: str, per_designer: dict[str, list[dict]], *, reps: int = B
     if len(sources) > 1:
         raise ValueError(f"{env_id}: refusing to rank rows run on different feedback data {sources}; keep one "
                          "VPT_GYM_DATA per results file")
+    _check_theta0(env_id, per_designer)
     first = next(iter(per_designer.values()))[0]
     identities = sorted({str(r.get("data_identity")) for rows in per_designer.values() for r in rows})
     data = describe_data(sources[0], identities[0] if len(identities) == 1 else None)
