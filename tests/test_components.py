@@ -38,9 +38,9 @@ def _rollout(env: TaskDesignEnv, seed: int = 5) -> tuple[list[np.ndarray], list[
 class FakeNegatedFeedbackGradient(FeedbackGradient):
     """A fake g_down component (unit test only): each refresh keeps -grad_S L_down instead of grad_S L_down."""
 
-    def _gradient(self, batch: Any, ledger: Any) -> bool:
-        ok = super()._gradient(batch, ledger)
-        self._g_down = [-g for g in self.g_down]
+    def refresh(self) -> bool:
+        ok = super().refresh()
+        self.g_down = [-g for g in self.g_down]
         return ok
 
 
@@ -61,7 +61,7 @@ def test_components_built_by_for_parts_are_the_defaults() -> None:
     g = FeedbackGradient.for_parts(parts["feedback"], parts["learner"])
     pending = PendingUpdate.for_parts(parts["learner"], parts["task_space"], parts["stream"])
     given = TaskDesignEnv(**parts, reward=estimator, feedback_gradient=g, pending=pending,
-                          probe=FeedbackProbe(parts["feedback"], parts["learner"], estimator),
+                          probe=FeedbackProbe.for_parts(parts["feedback"], parts["learner"], estimator),
                           lookahead=Lookahead.for_parts(learner=parts["learner"], task_space=parts["task_space"],
                                                         pending=pending, feedback_gradient=g,
                                                         value_estimator=estimator))
@@ -119,7 +119,8 @@ def test_a_given_lookahead_answers_the_designer_queries() -> None:
 
 def test_a_component_built_for_other_parts_is_refused_by_name() -> None:
     parts, other = _parts(), _parts()
-    with pytest.raises(ValueError, match=r"feedback_gradient was built for another learner than the env's"):
+    with pytest.raises(ValueError, match=r"feedback_gradient was built for another learner than the env's: "
+                                         r"a different TorchLearner instance"):
         TaskDesignEnv(**parts, feedback_gradient=FeedbackGradient.for_parts(parts["feedback"], other["learner"]))
     with pytest.raises(ValueError, match=r"pending was built for another stream"):
         TaskDesignEnv(**parts, pending=PendingUpdate.for_parts(parts["learner"], parts["task_space"],
@@ -138,6 +139,29 @@ def test_a_component_built_for_other_parts_is_refused_by_name() -> None:
         TaskDesignEnv(**parts, probe={})  # type: ignore[arg-type]
 
 
+class FakeUninitializedFeedbackGradient(FeedbackGradient):
+    """A fake g_down component (unit test only) whose __init__ forgets super().__init__."""
+
+    def __init__(self) -> None:
+        pass
+
+
+def test_a_subclass_without_super_init_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"feedback_gradient=FakeUninitializedFeedbackGradient holds no 'feedback': "
+                                         r"a subclass must call super\(\).__init__"):
+        TaskDesignEnv(**_parts(), feedback_gradient=FakeUninitializedFeedbackGradient())
+
+
+def test_g_down_keeps_its_shapes() -> None:
+    env = TaskDesignEnv(**_parts())
+    env.reset(seed=0)
+    g = env.feedback_gradient
+    g.g_down = [2.0 * x for x in g.g_down]
+    assert g.norm == pytest.approx(float(torch.cat([x.reshape(-1) for x in g.g_down]).norm()), rel=1e-12)
+    with pytest.raises(ValueError, match=r"g_down must keep its 1 tensors and their shapes \[\(8,\)\], got \[\(3,\)\]"):
+        g.g_down = [torch.zeros(3)]
+
+
 def test_momentum_given_twice_is_refused() -> None:
     parts = _parts()
     g = FeedbackGradient.for_parts(parts["feedback"], parts["learner"], momentum=0.5)
@@ -146,3 +170,19 @@ def test_momentum_given_twice_is_refused() -> None:
         TaskDesignEnv(**parts, feedback_gradient=g, feedback_momentum=0.25)
     with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\), got 1\.0"):
         FeedbackGradient.for_parts(parts["feedback"], parts["learner"], momentum=1.0)
+
+
+def test_the_architecture_doc_example_runs() -> None:
+    """docs/ARCHITECTURE.md's subclass example, run on the toy's parts: every g_down entry ends clipped."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "ClippedGDown" in b]
+    assert len(blocks) == 1
+    namespace: dict[str, Any] = dict(_parts())
+    exec(blocks[0], namespace)  # noqa: S102 - the repository's own documentation
+    env = namespace["env"]
+    _, rewards = _rollout(env)
+    assert env.feedback_momentum == 0.5 and len(rewards) == len(ACTIONS)
+    assert max(float(g.abs().max()) for g in env.g_down) <= 1e-3

@@ -1,4 +1,5 @@
-"""The package's layering, read statically from the source with ``ast`` (every import, also those inside functions).
+"""The package's layering, read statically from the source with ``ast`` (every import, also those inside functions,
+``importlib.import_module`` calls and ``"vpt_gym.module:name"`` entry-point strings).
 
 - no import cycle among ``vpt_gym`` modules;
 - no module imports another module's private (``_name``) names;
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -51,13 +53,28 @@ def _owner(name: str) -> str | None:
     return name
 
 
+TARGET = re.compile(r"^(vpt_gym(?:\.\w+)+)(?::(\w+))?$")
+"""A ``"module:name"`` target string (an entry point, loaded with ``importlib``) or a module name."""
+
+
 def _imports(module: str) -> list[tuple[str, str | None, int]]:
-    """``(imported vpt_gym module, imported name or None, line)`` for every import statement of ``module``."""
+    """``(imported vpt_gym module, imported name or None, line)`` for every import of ``module``: import
+    statements, ``importlib.import_module("vpt_gym...")`` calls and ``"vpt_gym.module:name"`` target strings
+    (entry points the package loads by name)."""
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and (match := TARGET.match(node.value)):
+            owner = _owner(match.group(1))
+            if owner is not None and match.group(2):  # "module:name"
+                found.append((owner, match.group(2), node.lineno))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            owner = _owner(node.args[0].value)
+            if owner is not None:
+                found.append((owner, None, node.lineno))
+        elif isinstance(node, ast.Import):
             for alias in node.names:
                 owner = _owner(alias.name)
                 if owner is not None:
@@ -129,6 +146,8 @@ def test_the_scan_sees_the_package() -> None:
     assert {"vpt_gym", "vpt_gym.runner", "vpt_gym.agents", "vpt_gym.agents.sb3", "vpt_gym.utils"} <= set(MODULES)
     assert "vpt_gym.envs.task_design" in GRAPH["vpt_gym.envs.toy"]  # a top-level import
     assert "vpt_gym.runner" in GRAPH["vpt_gym.benchmark.runner"]  # an import inside a function
+    assert "vpt_gym.envs.toy" in GRAPH["vpt_gym.envs"]  # an entry-point string, loaded with importlib
+    assert ("vpt_gym.envs.toy", "make_toy_env") in {(m, n) for m, n, _ in _imports("vpt_gym.envs")}
 
 
 def test_cycle_finder_finds_a_known_cycle() -> None:

@@ -18,6 +18,11 @@ from typing import Any, Literal
 
 import gymnasium
 
+from vpt_gym.envs.factory import OBSERVATION_BASE_ROWS as OBSERVATION_BASE_ROWS
+from vpt_gym.envs.factory import card as card
+from vpt_gym.envs.factory import keyword_signature as keyword_signature
+from vpt_gym.envs.factory import require_user_parts as require_user_parts
+
 REWARD_MODES: tuple[str, ...] = ("alignment", "cosine", "value_gain", "metric_gain", "advantage", "preconditioned")
 """The ``reward=`` names every env accepts (default first); :data:`vpt_gym.value.VALUE_ESTIMATORS` holds them."""
 PRECONDITIONED_FIRST: tuple[str, ...] = ("preconditioned",) + tuple(m for m in REWARD_MODES if m != "preconditioned")
@@ -43,8 +48,6 @@ class EnvSpec(Mapping[str, Any]):
         presets: the ``size=`` values (empty: the env has none).
         rewards: the accepted ``reward=`` names, the default first.
         cpu_step_ms: preset -> mean wall-clock ms of one ``env.step`` on a CPU (see :data:`ENV_IDS`).
-        keywords_of: the callable whose keyword parameters the factory's ``**kwargs`` forwards to
-            (:func:`env_keywords`).
         eval_metrics: the keys of ``info["eval"]`` with the default arguments.
         eval_metric_pattern: a regex of further ``info["eval"]`` keys some arguments add (None: none).
         reads_data: whether the env reads the data folder ``$VPT_GYM_DATA``.
@@ -62,7 +65,6 @@ class EnvSpec(Mapping[str, Any]):
     presets: tuple[str, ...]
     rewards: tuple[str, ...]
     cpu_step_ms: Mapping[str, float]
-    keywords_of: str | None = None
     eval_metrics: tuple[str, ...]
     eval_metric_pattern: str | None = None
     reads_data: bool
@@ -91,7 +93,6 @@ _ENV_SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Env
 _LM_SOFT_TARGETS: dict[str, Any] = {
     "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
     "presets": SIZE_PRESETS,
-    "keywords_of": "vpt_gym.envs.lm:_make_lm_env",
     "eval_metrics": ("eval_nll", "eval_pass@1", "eval_items"),
     "reads_data": True,
     "smoke_kwargs": {"size": "tiny", "budget": 8, "eval_items": 2, "max_new_tokens": 8},
@@ -105,7 +106,6 @@ _V1_REWARD = ("preconditioned (AdamW-aware) value with GSM8K solution-NLL feedba
 _LM_DOMAINS: dict[str, Any] = {
     "learner": "transformers causal LM (GPT-2 config; tiny/small/paper), AdamW",
     "presets": SIZE_PRESETS, "cpu_step_ms": {"tiny": 17, "small": 180},
-    "keywords_of": "vpt_gym.envs.lm_domains:_make_domains_env",
     "eval_metrics": ("eval_nll", "gsm8k/eval_nll", "gsm8k/eval_pass@1", "gsm8k/eval_items", "code/eval_nll",
                      "code/eval_items"), "eval_metric_pattern": r"[^/]+/eval_[\w@]+",
     "reads_data": True,
@@ -121,7 +121,7 @@ _DOMAINS_V1_REWARD = ("preconditioned (AdamW-aware) value with multitask feedbac
                       "stdlib code NLL; procedural math domain (no GSM8K text)")
 _SSL: dict[str, Any] = {
     "learner": "torchvision ViT student + EMA teacher, DINO (or SimCLR) loss, AdamW (tiny/small/paper)",
-    "presets": SIZE_PRESETS, "keywords_of": "vpt_gym.envs.vision:_make_ssl_env",
+    "presets": SIZE_PRESETS,
     "eval_metrics": ("probe_accuracy", "probe_loss", "eval_images", "miou", "pixel_accuracy", "seg_loss"),
     "reads_data": False,
     "smoke_kwargs": {"size": "tiny", "budget": 8},
@@ -142,7 +142,6 @@ ENV_IDS: dict[str, EnvSpec] = {
         tasks="Discrete(5): mixture (standard) | source_0..source_3 (drifting alignment)",
         action="discrete", reward="alignment (eta g_down.g_pre, analytic feedback)",
         presets=(), rewards=REWARD_MODES, cpu_step_ms={"default": 0.9},
-        keywords_of="vpt_gym.envs.toy:ToyConfig",
         eval_metrics=("eval_loss", "eval_solved_fraction"),
         reads_data=False,
         smoke_kwargs={"budget": 32},
@@ -217,8 +216,7 @@ ENV_IDS: dict[str, EnvSpec] = {
 """Registered ids, each an :class:`EnvSpec` (a frozen record, readable as a mapping too): entry point, one-line
 descriptions of learner, task menu and reward (``vpt-gym list``), ``action`` (the action space's kind:
 ``"discrete"`` for a task menu, ``"box"`` for a continuous family),
-``presets`` (``size=`` values), ``rewards`` (accepted ``reward=`` names), ``cpu_step_ms``, ``keywords_of``
-(the callable whose keyword parameters the factory's ``**kwargs`` forwards to; see :func:`env_keywords`),
+``presets`` (``size=`` values), ``rewards`` (accepted ``reward=`` names), ``cpu_step_ms``,
 ``eval_metrics`` (the keys of ``info["eval"]`` with the default arguments; ``eval_metric_pattern``: a regex of
 further keys some arguments add), ``reads_data`` (whether the env reads the data folder ``$VPT_GYM_DATA``) and
 ``smoke_kwargs``, the cheapest configuration (used by the contract tests over every id).
@@ -228,80 +226,6 @@ further keys some arguments add), ``reads_data`` (whether the env reads the data
 end-of-episode eval excluded; the better of two episodes (tiny: 16 updates, small: 24; toy: 64) on a shared
 2-core x86 machine (torch 2.14 CPU). Indicative only; ``benchmarks/overhead.py`` measures the breakdown."""
 
-OBSERVATION_BASE_ROWS = """\
-        | 0 | ``budget_remaining`` | learner-update budget left, fraction of T | [0, 1] | - |
-        | 1 | ``ema_pretrain_loss`` | EMA of the pretraining loss of the chosen tasks | [0, 1e3] | learner loss |
-        | 2 | ``ema_feedback_loss`` | EMA of L_down, updated at each g_down refresh | [0, 1e3] | feedback loss |
-        | 3 | ``ema_log10_g_pre_norm`` | EMA of log10 of the norm of g_pre on S | [-30, 30] | log10 |
-        | 4 | ``log10_g_down_norm`` | log10 of the norm of the current g_down on S | [-30, 30] | log10 |
-        | 5 | ``ema_cosine`` | EMA of cos(g_down, g_pre) on S | [-1, 1] | - |"""
-"""Rows 0-5 of every env card's Observation Space table (``TaskDesignEnv`` base features; EMA decay 0.9,
-starting at the first measurement; a zero norm reads as -30). Env cards insert them at ``$BASE_ROWS``."""
-
-
-def card(doc: str | None) -> str:
-    """An env factory's docstring with ``$BASE_ROWS`` replaced by :data:`OBSERVATION_BASE_ROWS`."""
-    return (doc or "").replace("        $BASE_ROWS", OBSERVATION_BASE_ROWS)
-
-
-def keyword_signature(builder: Any = None, *, fixed: tuple[str, ...] = (), extra: Any = None) -> Any:
-    """Decorator: give an env factory ``def make(**kwargs)`` the explicit keyword signature of ``builder``.
-
-    The factory's ``inspect.signature`` (``help()``, notebooks, ``gymnasium.make`` checks) lists ``builder``'s
-    keyword-only parameters (default ``builder``: the factory itself) except those the factory ``fixed``
-    itself (e.g. ``continuous``), with their annotations and defaults; ``extra`` (a dataclass whose fields
-    the factory's ``**overrides`` take) adds its fields as keyword-only parameters. A call is bound against
-    that signature first: an unknown or fixed keyword raises ``ValueError`` naming it and the accepted ones,
-    before any work.
-    """
-    import dataclasses
-    import inspect
-
-    def decorate(factory: Any) -> Any:
-        kept = [p for p in inspect.signature(builder or factory).parameters.values()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in fixed]
-        if extra is not None:
-            names = {p.name for p in kept}
-            kept += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=f.type, default=f.default)
-                     for f in dataclasses.fields(extra) if f.name not in names]
-        signature = inspect.Signature(kept, return_annotation="TaskDesignEnv")
-
-        accepted = sorted(signature.parameters)
-
-        @functools.wraps(factory)
-        def make(**kwargs: Any) -> Any:
-            unknown = sorted(set(kwargs) - set(signature.parameters))
-            if unknown:
-                raise ValueError(f"{factory.__name__} has no keyword(s) {unknown}; accepted: {accepted}")
-            return factory(**kwargs)
-
-        make.__signature__ = signature  # type: ignore[attr-defined]
-        make.__annotations__ = {**{p.name: p.annotation for p in kept}, "return": "TaskDesignEnv"}
-        del make.__wrapped__  # tools show the signature above, not the factory's **kwargs
-        return make
-
-    return decorate
-
-
-def require_user_parts(*, feedback_set: Any = None, stream: Any = None) -> None:
-    """Check the parts a user passes through ``gymnasium.make`` (``feedback_set=``, ``stream=``) before any work.
-
-    A given part replaces the factory's own: ``feedback_set`` (a :class:`~vpt_gym.core.FeedbackSet`: its
-    feedback split gives g_down and the probes, its eval split ``info["eval"]``) and ``stream`` (a
-    :class:`~vpt_gym.core.PretrainStream` of batches the env's task space and learner take). An env built so
-    cannot be put in a suite or replayed from a results row (a row records keywords, not objects).
-
-    Raises:
-        TypeError: a part that misses members of its Protocol (names the part, its type and what is missing).
-    """
-    from vpt_gym.core import FeedbackSet, PretrainStream, require
-
-    if feedback_set is not None:
-        require(feedback_set, FeedbackSet, "feedback_set")
-    if stream is not None:
-        require(stream, PretrainStream, "stream")
-
-
 def _load(target: str) -> Any:
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -309,9 +233,8 @@ def _load(target: str) -> Any:
 
 @functools.cache
 def env_keywords(env_id: str) -> tuple[str, ...]:
-    """The ``gymnasium.make`` keywords ``env_id`` accepts, sorted: the factory's named keyword parameters and
-    those of :data:`ENV_IDS` ``keywords_of`` (the builder its ``**kwargs`` goes to; parameters without a
-    default there are set by the factory itself).
+    """The ``gymnasium.make`` keywords ``env_id`` accepts, sorted: the named keyword parameters of its factory's
+    signature (:func:`~vpt_gym.envs.factory.keyword_signature`).
 
     Raises:
         KeyError: ``env_id`` is not registered. ImportError: the env's module (or an extra) cannot be imported.
@@ -321,25 +244,22 @@ def env_keywords(env_id: str) -> tuple[str, ...]:
 
 @functools.cache
 def _keyword_hints(env_id: str) -> dict[str, Any]:
-    """``{keyword: type annotation}`` of :func:`env_keywords` (``Any`` where an annotation does not resolve)."""
+    """``{keyword: type annotation}`` of :func:`env_keywords`, resolved where the keyword is declared (the
+    factory's ``keyword_sources``: its builder, a config dataclass); ``Any`` where an annotation does not
+    resolve."""
     import inspect
     import typing
 
-    spec = ENV_IDS[env_id]
+    factory = _load(ENV_IDS[env_id].entry_point)
     keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    hints: dict[str, Any] = {}
-    for target, forwarded in ((spec["entry_point"], False), (spec.get("keywords_of"), True)):
-        if target is None:
-            continue
-        fn = _load(target)
+    resolved: dict[str, Any] = {}
+    for source in reversed((factory, *getattr(factory, "keyword_sources", ()))):
         try:
-            resolved = typing.get_type_hints(fn)
+            resolved.update(typing.get_type_hints(source))
         except Exception:  # noqa: BLE001 - an annotation that does not resolve: no type check for it
-            resolved = {}
-        for p in inspect.signature(fn).parameters.values():
-            if p.kind in keyword and not (forwarded and p.default is inspect.Parameter.empty):
-                hints[p.name] = resolved.get(p.name, Any)
-    return hints
+            pass
+    return {p.name: resolved.get(p.name, Any) for p in inspect.signature(factory).parameters.values()
+            if p.kind in keyword}
 
 
 _PLAIN = (bool, int, float, str, list, tuple, dict, type(None))

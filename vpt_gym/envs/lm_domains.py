@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from vpt_gym.core import FeedbackSet
-from vpt_gym.envs import card, require_user_parts, keyword_signature
+from vpt_gym.envs.factory import card, keyword_signature, require_user_parts
 from vpt_gym.envs.lm import LMVersion, check_lm_options, lm_resources, math_stream_texts
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum

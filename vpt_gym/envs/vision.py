@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from vpt_gym.budget import Budget
 from vpt_gym.core import FeedbackSet, PretrainStream
-from vpt_gym.envs import card, require_user_parts, keyword_signature
+from vpt_gym.envs.factory import card, keyword_signature, require_user_parts
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
 from vpt_gym.value import ValueEstimator, make_value_estimator

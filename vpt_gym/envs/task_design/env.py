@@ -116,6 +116,15 @@ def _generators(seed: int, count: int) -> list[torch.Generator]:
     return gens
 
 
+_BINDINGS: dict[str, tuple[str, ...]] = {
+    "feedback_gradient": ("feedback", "learner"),
+    "probe": ("feedback", "learner", "estimator"),
+    "pending": ("learner", "task_space", "stream"),
+    "lookahead": ("learner", "task_space", "feedback", "value_estimator", "pending", "feedback_gradient"),
+}
+"""The env parts (and components) each component must hold, by identity."""
+
+
 def _components(*, learner: Learner, task_space: TaskSpace, stream: PretrainStream, feedback: FeedbackSet,
                 value_estimator: ValueEstimator, feedback_momentum: float, ema_decay: float,
                 feedback_gradient: FeedbackGradient | None, probe: FeedbackProbe | None,
@@ -131,9 +140,15 @@ def _components(*, learner: Learner, task_space: TaskSpace, stream: PretrainStre
     for given, cls, role in ((feedback_gradient, FeedbackGradient, "feedback_gradient"),
                              (probe, FeedbackProbe, "probe"), (pending, PendingUpdate, "pending"),
                              (lookahead, Lookahead, "lookahead")):
-        if given is not None and not isinstance(given, cls):
+        if given is None:
+            continue
+        if not isinstance(given, cls):
             raise TypeError(f"{role} must be a vpt_gym.envs.task_design.{cls.__name__} (or a subclass), "
                             f"got {type(given).__name__}")
+        for name in _BINDINGS[role]:
+            if not hasattr(given, name):
+                raise ValueError(f"{role}={type(given).__name__} holds no {name!r}: a subclass must call "
+                                 f"super().__init__ (or build it with {cls.__name__}.for_parts)")
     if feedback_gradient is None:
         feedback_gradient = FeedbackGradient.for_parts(feedback, learner, momentum=feedback_momentum,
                                                        ema_decay=ema_decay)
@@ -143,27 +158,23 @@ def _components(*, learner: Learner, task_space: TaskSpace, stream: PretrainStre
     if pending is None:
         pending = PendingUpdate.for_parts(learner, task_space, stream)
     if probe is None:
-        probe = FeedbackProbe(feedback, learner, value_estimator)
+        probe = FeedbackProbe.for_parts(feedback, learner, value_estimator)
     if lookahead is None:
         lookahead = Lookahead.for_parts(learner=learner, task_space=task_space, pending=pending,
                                         feedback_gradient=feedback_gradient, value_estimator=value_estimator)
     env_parts = {"learner": learner, "task_space": task_space, "stream": stream, "feedback": feedback,
                  "value_estimator": value_estimator, "estimator": value_estimator, "pending": pending,
                  "feedback_gradient": feedback_gradient}
-    bindings = ((feedback_gradient, "feedback_gradient", ("feedback", "learner")),
-                (probe, "probe", ("feedback", "learner", "estimator")),
-                (pending, "pending", ("learner", "task_space", "stream")),
-                (lookahead, "lookahead", ("learner", "task_space", "feedback", "value_estimator", "pending",
-                                          "feedback_gradient")))
-    for component, role, names in bindings:
-        for name in names:
+    components = {"feedback_gradient": feedback_gradient, "probe": probe, "pending": pending, "lookahead": lookahead}
+    for role, component in components.items():
+        for name in _BINDINGS[role]:
             if getattr(component, name) is not env_parts[name]:
                 hint = (" (pass the reward as that ValueEstimator object, reward=estimator)"
                         if name in ("estimator", "value_estimator") else
                         f" (pass the {name} it was built with, {name}=...)" if name in ("pending", "feedback_gradient")
                         else "")
-                raise ValueError(f"{role} was built for another {name} than the env's: "
-                                 f"{type(getattr(component, name)).__name__} object, not the env's "
+                raise ValueError(f"{role} was built for another {name} than the env's: a different "
+                                 f"{type(getattr(component, name)).__name__} instance than the env's "
                                  f"{type(env_parts[name]).__name__}{hint}")
     return feedback_gradient, probe, pending, lookahead
 
@@ -248,11 +259,11 @@ class TaskDesignEnv(gym.Env):
             "dropped": m}}``; kept as ``env.decontamination``).
         feedback_gradient: the g_down component (:class:`~vpt_gym.envs.task_design.FeedbackGradient`) built for
             ``feedback`` and ``learner``; default ``FeedbackGradient.for_parts(feedback, learner,
-            momentum=feedback_momentum, ema_decay=ema_decay)``. Pass a subclass to change how g_down is
-            estimated and kept; its ``momentum`` then is the env's ``feedback_momentum``.
+            momentum=feedback_momentum, ema_decay=ema_decay)``. Pass a subclass (override ``refresh``) to
+            change how g_down is estimated and kept; its ``momentum`` then is the env's ``feedback_momentum``.
         probe: the probe component (:class:`~vpt_gym.envs.task_design.FeedbackProbe`) built for ``feedback``,
-            ``learner`` and the reward's estimator object; default ``FeedbackProbe(feedback, learner,
-            estimator)``.
+            ``learner`` and the reward's estimator object; default ``FeedbackProbe.for_parts(feedback,
+            learner, estimator)``.
         pending: the pending-update component (:class:`~vpt_gym.envs.task_design.PendingUpdate`) built for
             ``learner``, ``task_space`` and ``stream``; default ``PendingUpdate.for_parts(learner, task_space,
             stream)``.

@@ -110,8 +110,27 @@ class FeedbackGradient:
             raise RuntimeError("g_down is read before the first feedback refresh: reset() the env first")
         return self._g_down
 
+    @g_down.setter
+    def g_down(self, value: list[torch.Tensor]) -> None:
+        """Replace g_down (a subclass's :meth:`refresh` may transform it after ``super().refresh()``); ``norm``
+        follows. Each tensor must have the shape of the one it replaces.
+
+        Raises:
+            ValueError: another number of tensors or another shape than the current g_down.
+        """
+        old = self.g_down
+        new = list(value)
+        if len(new) != len(old) or any(a.shape != b.shape for a, b in zip(old, new, strict=True)):
+            raise ValueError(f"g_down must keep its {len(old)} tensors and their shapes "
+                             f"{[tuple(g.shape) for g in old]}, got {[tuple(g.shape) for g in new]}")
+        self._g_down = new
+        self.norm = float(grad_norm(new))
+
     def refresh(self) -> bool:
-        """Recompute g_down on a fresh feedback batch (charged); False when the loss or g_down is non-finite."""
+        """Recompute g_down on a fresh feedback batch (charged); False when the loss or g_down is non-finite.
+
+        The method a subclass overrides to change the estimate: call ``super().refresh()``, then read and
+        assign :attr:`g_down` (``tests/test_components.py`` has one that negates it)."""
         ledger = self._charging()
         batch = self.feedback.sample_batch()
         charge_feedback_data(ledger, batch)
@@ -189,6 +208,12 @@ class FeedbackProbe:
         self._ledger: Ledger | None = None
         self.loss: float | None = None
         self.metric: float | None = None
+
+    @classmethod
+    def for_parts(cls, feedback: Any, learner: Any, value_estimator: ValueEstimator) -> FeedbackProbe:
+        """The component for these parts: what :class:`TaskDesignEnv` builds when no ``probe`` is given
+        (``value_estimator``: the env's reward estimator object)."""
+        return cls(feedback, learner, value_estimator)
 
     def reset(self, ledger: Ledger) -> None:
         """Start an episode (after ``feedback.reset``): measure what the estimator needs at theta_0."""
