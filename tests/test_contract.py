@@ -165,7 +165,7 @@ def test_passive_checker_through_make(env_id: str) -> None:
 
 @pytest.mark.parametrize("env_id", LATEST_IDS)
 def test_sb3_check_env(env_id: str) -> None:
-    pytest.importorskip("stable_baselines3")
+    pytest.importorskip("stable_baselines3", reason="needs the 'sb3' extra (pip install -e '.[sb3]')")
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
     env = _make(env_id)

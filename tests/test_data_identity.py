@@ -110,7 +110,7 @@ def test_the_leaderboard_says_which_data_a_table_used() -> None:
         "the embedded reasoning-gym problems (`embedded:reasoning_gym.gsm_symbolic`), not GSM8K")
     assert describe_data("hub:openai/gsm8k", "none") == "GSM8K from the Hugging Face hub (`hub:openai/gsm8k`)"
     assert describe_data("analytic:toy", "none") == "`analytic:toy`"
-    pytest.importorskip("rliable")
+    pytest.importorskip("rliable", reason="needs the 'bench' extra (pip install -e '.[bench]')")
     from vpt_gym.benchmark.leaderboard import boards, render_markdown
 
     text = render_markdown(boards(read_rows(SMALL_ROWS), reps=100), source="small.jsonl")

@@ -84,7 +84,7 @@ def test_bad_env_keywords_are_value_errors_naming_them(env_id: str, key: str, va
     from vpt_gym.envs import ENV_IDS
 
     if env_id.startswith("vpt/SSL-"):
-        pytest.importorskip("torchvision")
+        pytest.importorskip("torchvision", reason="needs the 'vision' extra (pip install -e '.[vision]')")
     with pytest.raises(ValueError) as err:
         gym.make(env_id, **{**ENV_IDS[env_id]["smoke_kwargs"], key: value})
     assert key in str(err.value) and repr(value) in str(err.value), str(err.value)

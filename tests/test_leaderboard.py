@@ -17,7 +17,7 @@ DATA = Path(__file__).resolve().parent / "data"
 RESULTS = DATA / "golden_results.jsonl"
 GOLDEN = DATA / "golden_LEADERBOARD.md"
 
-pytest.importorskip("rliable")
+pytest.importorskip("rliable", reason="needs the 'bench' extra (pip install -e '.[bench]')")
 
 
 FAST = 200  # bootstrap resamples where the test does not check the published intervals
@@ -74,7 +74,7 @@ def test_refuses_to_rank_different_budgets_or_mixed_suites() -> None:
 
 
 def test_write_leaderboard_is_deterministic_with_plots(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib", reason="needs the 'bench' extra (pip install -e '.[bench]')")
     a = write_leaderboard(_rows(), tmp_path / "a", source="r.jsonl", reps=FAST)
     b = write_leaderboard(_rows(), tmp_path / "b", source="r.jsonl", reps=FAST)
     files = sorted(p.name for p in a.parent.iterdir())
@@ -99,7 +99,7 @@ def test_cli_leaderboard_and_validate(tmp_path: Path, capsys) -> None:
 
 
 def test_ray_backend_on_a_local_instance(tmp_path: Path) -> None:
-    pytest.importorskip("ray")
+    pytest.importorskip("ray", reason="needs the 'ray' extra (pip install -e '.[ray]')")
     from vpt_gym.benchmark.runner import run_suite
     from vpt_gym.benchmark.suites import parse_suite
 
@@ -114,7 +114,7 @@ def test_ray_backend_on_a_local_instance(tmp_path: Path) -> None:
 
 
 def test_plots_in_a_subfolder_are_linked_from_the_markdown(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib", reason="needs the 'bench' extra (pip install -e '.[bench]')")
     md = write_leaderboard(_rows(), tmp_path, source="r.jsonl", reps=FAST, plots_subdir="figs")
     assert md == tmp_path / "LEADERBOARD.md"
     assert (tmp_path / "figs" / "vpt_Toy-Alignment-v0_curves.png").is_file()

@@ -18,8 +18,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-pytest.importorskip("stable_baselines3")
-pytest.importorskip("sb3_contrib")
+pytest.importorskip("stable_baselines3", reason="needs the 'sb3' extra (pip install -e '.[sb3]')")
+pytest.importorskip("sb3_contrib", reason="needs the 'sb3' extra (pip install -e '.[sb3]')")
 
 import vpt_gym  # noqa: E402,F401  (registers the ids)
 from vpt_gym.agents import make_designer  # noqa: E402
@@ -226,7 +226,7 @@ def test_sb3_designer_rejects_missing_and_corrupt_runs(runs: dict[str, Path], tm
 
 @pytest.mark.parametrize("algo", ["a2c", "dqn", "ppo"])
 def test_rl_zoo_files_match_the_presets(algo: str) -> None:
-    yaml = pytest.importorskip("yaml")
+    yaml = pytest.importorskip("yaml", reason="needs the 'zoo' extra (pip install -e '.[zoo]')")
     table = yaml.safe_load(hyperparams_file(algo).read_text())
     assert TOY in table and set(table) <= set(ENV_IDS)
     for env_id, params in table.items():
@@ -240,7 +240,7 @@ def test_rl_zoo_files_match_the_presets(algo: str) -> None:
 
 @pytest.mark.slow
 def test_rl_zoo_trains_the_toy(tmp_path: Path) -> None:
-    pytest.importorskip("rl_zoo3")
+    pytest.importorskip("rl_zoo3", reason="needs the 'zoo' extra (pip install -e '.[zoo]')")
     cmd = [sys.executable, "-m", "rl_zoo3.train", "--gym-packages", "vpt_gym", "--env", TOY, "--algo", "ppo",
            "-n", "2000", "-conf", str(hyperparams_file("ppo")), "-f", str(tmp_path / "logs"), "--eval-freq", "-1"]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)

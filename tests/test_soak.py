@@ -110,5 +110,5 @@ def test_short_soak(env_id: str, resets: int, episodes: int, data_dir) -> None:
 @pytest.mark.parametrize("env_id", list(ENV_IDS))
 def test_soak_every_env(env_id: str, data_dir) -> None:
     if env_id.startswith("vpt/SSL-"):
-        pytest.importorskip("torchvision")
+        pytest.importorskip("torchvision", reason="needs the 'vision' extra (pip install -e '.[vision]')")
     _check(soak(env_id, resets=1000, episodes=200), env_id)

@@ -35,7 +35,7 @@ def test_a_slow_env_build_is_in_build_s_not_in_the_episode_time(monkeypatch: pyt
 
 
 def test_leaderboard_reports_builds_apart_and_cpu_seconds() -> None:
-    pytest.importorskip("rliable")
+    pytest.importorskip("rliable", reason="needs the 'bench' extra (pip install -e '.[bench]')")
     from vpt_gym.benchmark.leaderboard import boards, render_markdown
 
     rows = read_rows(DATA / "golden_results.jsonl")

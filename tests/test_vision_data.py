@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("torchvision")
+pytest.importorskip("torchvision", reason="needs the 'vision' extra (pip install -e '.[vision]')")
 
 from vpt_gym.vision.data import (  # noqa: E402
     ImageSet,

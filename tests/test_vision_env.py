@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-pytest.importorskip("torchvision")
+pytest.importorskip("torchvision", reason="needs the 'vision' extra (pip install -e '.[vision]')")
 
 import vpt_gym  # noqa: E402,F401  (registers the ids)
 from vpt_gym.envs import vision as vision_envs  # noqa: E402

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-pytest.importorskip("torchvision")
+pytest.importorskip("torchvision", reason="needs the 'vision' extra (pip install -e '.[vision]')")
 
 from vpt_gym.vision.base import VisionModelConfig, build_model  # noqa: E402
 from vpt_gym.vision.data import ImageBatch, load_mnist5k, split_images  # noqa: E402

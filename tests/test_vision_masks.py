@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("torchvision")
+pytest.importorskip("torchvision", reason="needs the 'vision' extra (pip install -e '.[vision]')")
 
 from vpt_gym.vision.augment import (  # noqa: E402
     AUGMENT_MENU,
