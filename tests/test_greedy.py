@@ -179,3 +179,58 @@ def test_value_gain_lookahead_on_the_lm_env_is_each_tasks_value_gain_reward():
         other.step(2)
         _, reward, _, _, _ = other.step(a)
         assert reward == pytest.approx(values[a], rel=1e-5, abs=1e-7)
+
+
+class FakeScriptedLookaheadEnv(gym.Env):
+    """A fake env (unit test only) whose look-ahead returns scripted values, one row per decision."""
+
+    def __init__(self, values, mask=None):
+        self.action_space = gym.spaces.Discrete(len(values[0]))
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+        self.values = [np.asarray(v, dtype=float) for v in values]
+        self.mask = np.ones(self.action_space.n, dtype=bool) if mask is None else np.asarray(mask)
+        self.t = 0
+
+    def lookahead_values(self, candidates):
+        assert candidates == list(range(self.action_space.n))
+        v = self.values[self.t]
+        self.t += 1
+        return v
+
+    def action_masks(self):
+        return self.mask
+
+
+def test_follow_the_leader_takes_the_argmax_of_the_running_sum_by_hand():
+    # decision:   values          running sum G        FTL   greedy
+    #   1       [1, 0, 0.5]     [1, 0, 0.5]          0     0
+    #   2       [0, 3, 0]       [1, 3, 0.5]          1     1
+    #   3       [2, 0, 0]       [3, 3, 0.5]          0 (tie: lowest index)  0
+    #   4       [0, 0, 2.6]     [3, 3, 3.1]          2     2
+    #   5       [0, 0.5, -1]    [3, 3.5, 2.1]        1     1
+    #   6       [0.2, 0, 0.1]   [3.2, 3.5, 2.2]      1     0
+    values = [[1, 0, 0.5], [0, 3, 0], [2, 0, 0], [0, 0, 2.6], [0, 0.5, -1], [0.2, 0, 0.1]]
+    env = FakeScriptedLookaheadEnv(values)
+    ftl = make_designer("follow_the_leader", env)
+    ftl.reset(seed=0)
+    assert [ftl.act(None, {}) for _ in values] == [0, 1, 0, 2, 1, 1]
+    np.testing.assert_allclose(ftl.totals, [3.2, 3.5, 2.2])
+    greedy = make_designer("greedy", FakeScriptedLookaheadEnv(values))
+    assert [greedy.act(None, {}) for _ in values] == [0, 1, 0, 2, 1, 0]
+    ftl.reset(seed=1)  # a new episode forgets the sums
+    assert ftl.totals.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_follow_the_leader_never_takes_a_masked_task():
+    env = FakeScriptedLookaheadEnv([[5, 1, 0], [5, 1, 0]], mask=[False, True, True])
+    ftl = make_designer("follow_the_leader", env)
+    ftl.reset()
+    assert [ftl.act(None, {}), ftl.act(None, {})] == [1, 1]
+
+
+def test_follow_the_leader_on_the_toy_charges_greedy_s_look_ahead():
+    env = gym.make("vpt/Toy-Alignment-v0", budget=32)
+    ftl = run_episode(env, make_designer("follow_the_leader", env), seed=3)
+    greedy = run_episode(env, make_designer("greedy", env), seed=3)
+    assert ftl["ledger"]["learner_updates"] == 32
+    assert ftl["ledger"]["lookahead_backward"] == greedy["ledger"]["lookahead_backward"] == 32 * env.action_space.n

@@ -207,6 +207,38 @@ class GreedyDesigner:
         return None
 
 
+class FollowTheLeaderDesigner(GreedyDesigner):
+    """Follow-the-leader on the look-ahead values: greedy's full-information feedback, summed over the episode.
+
+    Each decision the look-ahead gives the value of every candidate task at the current state, as for
+    :class:`GreedyDesigner` and at its cost (charged in the ledger); the designer adds them to a running sum
+    ``G_a = sum_{s<=t} V_s(a)`` over the decisions of the episode so far and takes ``argmax_a G_a`` among
+    unmasked tasks (ties: the lowest index). Greedy follows one state's estimate; this follows the task
+    whose one-step value is largest on average over the states visited, so a noisy estimate (a 64-image
+    probe batch) does not switch the task every update. Source: Follow-the-Leader, full-information online
+    learning with the look-ahead values as gains (Shalev-Shwartz 2012, "Online Learning and Online Convex
+    Optimization", §2.2); measured in README "Put it on the leaderboard".
+
+    Raises:
+        ValueError: as :class:`GreedyDesigner`.
+    """
+
+    name = "follow_the_leader"
+
+    def __init__(self, env: gym.Env, *, grid_points: int = 5) -> None:
+        super().__init__(env, grid_points=grid_points)
+        self.totals = np.zeros(len(self.candidates), dtype=np.float64)
+        """G_a, the sum of each candidate's look-ahead values this episode, shape [num_candidates], float64."""
+
+    def reset(self, seed: int | None = None) -> None:
+        self.totals = np.zeros(len(self.candidates), dtype=np.float64)
+
+    def act(self, observation: np.ndarray, info: dict[str, Any]) -> Any:
+        self.totals += np.asarray(self.env.lookahead_values(self.candidates), dtype=np.float64)
+        totals = np.where(self.env.action_masks(), self.totals, -np.inf) if self.discrete else self.totals
+        return self.candidates[int(np.argmax(totals))]
+
+
 def _vpretraining(env: gym.Env, **kwargs: Any) -> Designer:
     from vpt_gym.agents.vpretraining import VPretrainingDesigner
 
@@ -223,6 +255,7 @@ DESIGNERS: dict[str, Callable[..., Designer]] = {
     "fixed": FixedDesigner,
     "random": RandomDesigner,
     "greedy": GreedyDesigner,
+    FollowTheLeaderDesigner.name: FollowTheLeaderDesigner,
     RoundRobinDesigner.name: RoundRobinDesigner,
     EpsilonGreedyDesigner.name: EpsilonGreedyDesigner,
     UCB1Designer.name: UCB1Designer,
