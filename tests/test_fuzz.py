@@ -267,7 +267,7 @@ def _keyword_case(env_id: str) -> st.SearchStrategy:
 
 def _needs(env_id: str) -> None:
     if env_id.startswith("vpt/SSL-"):
-        pytest.importorskip("torchvision", reason="the vision envs need the 'vision' extra")
+        pytest.importorskip("torchvision", reason="needs the 'vision' extra (pip install -e '.[vision]')")
 
 
 @pytest.mark.parametrize("env_id", env_params(latest_only=True))

@@ -41,7 +41,7 @@ BRANCH_ENVS = [
     pytest.param("vpt/LM-DomainsContinuous-v0", {"size": "tiny", "device": "cpu", "eval_items": 2, "max_new_tokens": 8},
                  id="lm-domains-box"),
     pytest.param("vpt/SSL-Mask-v0", {"size": "tiny", "device": "cpu"}, id="ssl-mask",
-                 marks=pytest.mark.skipif(not _has("torchvision"), reason="needs the vision extra (torchvision)")),
+                 marks=pytest.mark.skipif(not _has("torchvision"), reason="needs the 'vision' extra (pip install -e '.[vision]')")),
 ]
 
 
