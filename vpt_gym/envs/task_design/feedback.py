@@ -48,12 +48,18 @@ class FeedbackGradient:
     State (from :meth:`reset`): ``g_down`` (list of tensors [*param_shape_i], learner dtype and device),
     ``norm`` (|g_down,S|, float), ``loss`` (L_down of the last refresh), ``ema_loss`` (its EMA, decay
     ``ema_decay``; None before the first refresh). Every pass and feedback example is charged in the ledger
-    given to :meth:`reset`.
+    given to :meth:`reset`. Build one with :meth:`for_parts` (it resolves ``matched`` and ``subset_only``).
+
+    Raises:
+        ValueError: ``momentum`` or ``ema_decay`` outside [0, 1) (at construction).
     """
 
     def __init__(self, feedback: Any, learner: Any, *, matched: bool,
                  subset_only: Callable[[], AbstractContextManager[None]] | None, momentum: float,
                  ema_decay: float) -> None:
+        for name, value in (("momentum", momentum), ("ema_decay", ema_decay)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
         self.feedback = feedback
         self.learner = learner
         self.matched = bool(matched)
@@ -83,9 +89,6 @@ class FeedbackGradient:
             ValueError: ``momentum`` or ``ema_decay`` outside [0, 1).
             TypeError: ``feedback`` sets ``domain_matched`` without the rest of ``DomainMatchedFeedback``.
         """
-        for name, value in (("momentum", momentum), ("ema_decay", ema_decay)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
         return cls(feedback, learner, matched=capability(feedback, DomainMatchedFeedback, flag="domain_matched"),
                    subset_only=learner.grad_only_on_subset if isinstance(learner, SubsetOnlyGradients) else None,
                    momentum=momentum, ema_decay=ema_decay)
