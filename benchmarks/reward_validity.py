@@ -76,7 +76,12 @@ def fmt(x: float, digits: int = 2) -> str:
 def table(report: dict[str, Any]) -> str:
     credit = report["counterfactual"]["summary"]
     calib = report["counterfactual"].get("calibration", {})
-    policies = report.get("policy_ranking", {}).get("spearman", {})
+    policies = dict(report.get("policy_ranking", {}).get("spearman", {}))
+    if "reward" in policies:  # the env's own reward (step's), scored along the policies: show it under its mode
+        from vpt_gym.envs import ENV_IDS
+
+        own = str(report.get("kwargs", {}).get("reward") or ENV_IDS[report["env_id"]].rewards[0])
+        policies.setdefault(own, policies["reward"])
     lines = ["| reward mode | mean Spearman (counterfactual) | best task found | calibration Pearson | slope | "
              "policy-ranking Spearman |", "|---|---:|---:|---:|---:|---:|"]
     for m in MODES:
@@ -84,7 +89,7 @@ def table(report: dict[str, Any]) -> str:
         cal = calib.get(m, {})
         lines.append(f"| `{m}` | {fmt(c['mean_spearman'])} | {c['best_found']} of {c['states']} | "
                      f"{fmt(cal.get('pearson', math.nan))} | {fmt(cal.get('slope', math.nan), 3)} | "
-                     f"{fmt(policies.get(m, math.nan)) if m in POLICY_MODES else 'n/a'} |")
+                     f"{fmt(policies[m]) if m in policies else 'n/a'} |")
     return "\n".join(lines)
 
 
