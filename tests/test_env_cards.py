@@ -155,7 +155,7 @@ def test_registry_fields_are_valid() -> None:
         assert isinstance(spec, EnvSpec) and spec.action in ACTION_KINDS, env_id  # a typed record, not prose
         assert dict(spec) == {f.name: getattr(spec, f.name) for f in dataclasses.fields(EnvSpec)}, env_id
         assert spec["rewards"] and set(spec["rewards"]) <= set(VALUE_ESTIMATORS), env_id
-        v1 = env_id.endswith("-v1")  # README "Reward validity": v1 LM ids preconditioned, v1 SSL ids value_gain
+        v1 = env_id.endswith(("-v1", "-v2"))  # README "Reward validity": v1 LM ids preconditioned, v1+ SSL value_gain
         default = ("preconditioned" if v1 and env_id.startswith("vpt/LM-") else
                    "value_gain" if v1 and env_id.startswith("vpt/SSL-") else "alignment")
         assert spec["rewards"][0] == default, f"{env_id}: the default reward comes first"
@@ -316,6 +316,36 @@ def test_ssl_versions_differ_only_in_the_default_reward() -> None:
         runs.append((obs, [float(r) for _, r, *_ in steps], steps[-1][4]["eval"]))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1] and runs[0][2] == runs[1][2]
+
+
+@needs("vision")
+def test_ssl_augment_v2_is_v1_with_simclr_and_its_own_small_preset() -> None:
+    """SSL-Augment-v2 = v1 with objective="simclr" and no local crops (tiny: bit for bit); at small its preset differs
+    from v1's only in the documented fields (README "Reward validity": SimCLR base of 300 steps, lr 1e-3)."""
+    import dataclasses
+
+    import numpy as np
+
+    from vpt_gym.envs.vision import SSL_VERSIONS, VISION_PRESETS
+
+    v2 = gym.make("vpt/SSL-Augment-v2", size="tiny", budget=3, device="cpu")
+    same = gym.make("vpt/SSL-Augment-v1", size="tiny", budget=3, device="cpu", objective="simclr", num_local=0)
+    assert v2.unwrapped.value_estimator.name == "value_gain" and v2.unwrapped.learner.objective == "simclr"
+    assert v2.unwrapped.task_space.num_local == 0
+    runs = []
+    for env in (v2, same):
+        obs, _ = env.reset(seed=3)
+        steps = [env.step(a) for a in (0, 3, 5)]
+        runs.append((obs, [float(r) for _, r, *_ in steps], steps[-1][4]["eval"]))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1] and runs[0][2] == runs[1][2]
+    v1_small, v2_small = VISION_PRESETS["small"], SSL_VERSIONS[2].presets["small"]
+    changed = {f.name for f in dataclasses.fields(v1_small) if getattr(v1_small, f.name) != getattr(v2_small, f.name)}
+    assert changed == {"model", "lr", "num_local"} and (v2_small.lr, v2_small.num_local) == (1e-3, 0)
+    model_changed = {f.name: getattr(v2_small.model, f.name) for f in dataclasses.fields(v1_small.model)
+                     if getattr(v1_small.model, f.name) != getattr(v2_small.model, f.name)}
+    assert model_changed == {"objective": "simclr", "base_steps": 300, "base_lr": 1e-3}
+    assert [v.objective for v in SSL_VERSIONS.values()] == ["dino", "dino", "simclr"]
 
 
 @pytest.mark.parametrize("env_id", sorted(ENV_IDS))

@@ -126,7 +126,7 @@ _SSL: dict[str, Any] = {
     "reads_data": False,
     "smoke_kwargs": {"size": "tiny", "budget": 8},
 }
-"""Registry fields the six SSL ids (v0, v1 of SSL-Augment, SSL-Mask, SSL-MaskContinuous) share."""
+"""Registry fields the seven SSL ids (v0, v1 of SSL-Augment, SSL-Mask, SSL-MaskContinuous; SSL-Augment-v2) share."""
 _AUGMENT_MENU = "Discrete(6): dino_standard (standard) | weak | tight_crops | strong_color | heavy_blur | crop_only"
 _MASK_MENU = ("Discrete(13): no_mask (standard) | keep-mask {random, block, centre, grid} x keep {0.4, 0.55, 0.7}, "
               "blur fill")
@@ -211,6 +211,13 @@ ENV_IDS: dict[str, EnvSpec] = {
         **_SSL, entry_point="vpt_gym.envs.vision:make_ssl_mask_continuous_env_v1", tasks=_MASK_BOX,
         action="box", reward=_SSL_V1_REWARD, rewards=VALUE_GAIN_FIRST,
         cpu_step_ms={"tiny": 21, "small": 550},
+    ),
+    "vpt/SSL-Augment-v2": EnvSpec(
+        **{**_SSL, "learner": "torchvision ViT, SimCLR loss (or DINO + EMA teacher), AdamW; a 300-step SimCLR base at "
+                              "small"},
+        entry_point="vpt_gym.envs.vision:make_ssl_augment_env_v2", tasks=_AUGMENT_MENU,
+        action="discrete", reward=_SSL_V1_REWARD, rewards=VALUE_GAIN_FIRST,
+        cpu_step_ms={"tiny": 21, "small": 440},
     ),
 }
 """Registered ids, each an :class:`EnvSpec` (a frozen record, readable as a mapping too): entry point, one-line

@@ -130,10 +130,48 @@ def _alignment_blocks(alignment: Any) -> int:
     return alignment
 
 
-SSL_VERSIONS: dict[int, str] = {0: "alignment", 1: "value_gain"}
-"""The default ``reward`` of each registered version of the SSL ids: v0 ``alignment``; v1 ``value_gain`` (every
+def _v2_presets() -> dict[str, VisionPreset]:
+    """The SimCLR presets of the ``-v2`` ids: at ``small`` a base of 300 SimCLR steps (lr 1e-3), continued at lr 1e-3.
+
+    Measured (``benchmarks/ssl_base_curve.py``, README "Reward validity"): from random init, DINO at the small
+    preset never lifts the held-out probe accuracy above the random-init features in 800 steps, while SimCLR
+    lifts it steadily (0.50 at init, 0.57 after 300 steps, 0.67 after 600); so a v2 episode continues a base
+    that is still learning. SimCLR uses no local crops (``num_local`` 0: none are built).
+    """
+    v1 = VISION_PRESETS
+    small = cast(Any, v1["small"].model)
+    return {
+        "tiny": replace(v1["tiny"], num_local=0),
+        "small": replace(v1["small"], model=replace(small, objective="simclr", base_steps=300, base_lr=1e-3),
+                         lr=1e-3, num_local=0),
+        "paper": replace(v1["paper"], num_local=0),
+    }
+
+
+@dataclass(frozen=True)
+class SSLVersion:
+    """What one registered version of the SSL ids defaults to.
+
+    Attributes:
+        reward: the default ``reward``.
+        objective: the default ``objective`` (``"dino"`` or ``"simclr"``).
+        presets: the size presets (``size=`` -> :class:`VisionPreset`).
+    """
+
+    reward: str
+    objective: str
+    presets: Mapping[str, VisionPreset]
+
+
+SSL_VERSIONS: dict[int, SSLVersion] = {
+    0: SSLVersion("alignment", "dino", VISION_PRESETS),
+    1: SSLVersion("value_gain", "dino", VISION_PRESETS),
+    2: SSLVersion("value_gain", "simclr", _v2_presets()),
+}
+"""The defaults of each registered version of the SSL ids: v0 ``alignment``; v1 ``value_gain`` (every
 first-order value misranks the tasks at the small preset, the measured probe-loss drop does not: README "Reward
-validity")."""
+validity"); v2 (SSL-Augment only) ``value_gain`` with the SimCLR objective and its own presets
+(:func:`_v2_presets`: at the small preset DINO does not learn probe-useful features, SimCLR does)."""
 
 
 def _check_counts(counts: Mapping[str, int | None], *, num_local: int | None, lr: float | None,
@@ -166,7 +204,7 @@ def _make_ssl_env(
     updates_per_decision: int = 1,
     feedback_period: int = 8,
     device: str = "auto",
-    objective: str = "dino",
+    objective: str | None = None,
     arch: str = "vit",
     alignment: str | int | None = None,
     lr: float | None = None,
@@ -189,10 +227,12 @@ def _make_ssl_env(
     from vpt_gym.vision import require_torchvision
 
     require_user_parts(feedback_set=feedback_set, stream=stream)
-    reward = SSL_VERSIONS[version] if reward is None else reward
-    if size not in VISION_PRESETS:
-        raise ValueError(f"size={size!r} is not accepted; choose one of {sorted(VISION_PRESETS)}")
-    preset = VISION_PRESETS[size]
+    defaults = SSL_VERSIONS[version]
+    reward = defaults.reward if reward is None else reward
+    objective = defaults.objective if objective is None else objective
+    if size not in defaults.presets:
+        raise ValueError(f"size={size!r} is not accepted; choose one of {sorted(defaults.presets)}")
+    preset = defaults.presets[size]
     budget_obj = Budget.of(preset.budget if budget is None else budget, updates_per_decision=updates_per_decision,
                            feedback_period=feedback_period)
     make_value_estimator(reward)
@@ -286,10 +326,11 @@ _CARD_ARGS = """
             (classification only). ``paper`` needs a path.
         budget: learner updates per episode (default: the preset's: tiny 16, small 200, paper 1000).
         reward: ``alignment`` | ``cosine`` | ``value_gain`` | ``metric_gain`` | ``advantage`` | ``preconditioned``
-            (default: v0 ``alignment``, v1 ``value_gain``).
+            (default: v0 ``alignment``, v1 and v2 ``value_gain``).
         updates_per_decision, feedback_period: see :class:`~vpt_gym.budget.Budget`.
         device: ``"auto"`` | ``"cpu"`` | ``"cuda"``.
-        objective: ``"dino"`` (default) or ``"simclr"``. arch: ``"vit"`` (default) | ``"resnet10"`` | ``"resnet18"``.
+        objective: ``"dino"`` (v0, v1 default) or ``"simclr"`` (v2 default).
+        arch: ``"vit"`` (default) | ``"resnet10"`` | ``"resnet18"``.
         alignment: subset S, ``"lastN"`` or N: the last N student blocks + final norm (default: preset's, 2).
         lr, batch_size, num_local: override the preset's AdamW lr, images per batch, local crops.
         feedback_size, eval_size, split_seed: the disjoint labelled splits (fixed across episodes).
@@ -323,6 +364,11 @@ _CARD_ARGS = """
             ranks them (0.89-0.94; README "Reward validity").
             Greedy then branches each task's real update (``lookahead_values(value="value_gain")``). Published
             v0 rows replay under v0.
+        v2 (SSL-Augment only): the SimCLR objective (no teacher, no local crops) from a base of 300 SimCLR steps,
+            continued at lr 1e-3 (small). At the small preset DINO never lifts the held-out probe accuracy above
+            that of the random-init features (0.50 -> 0.45-0.49 over 800 steps), so v1's episodes continue a base
+            whose features do not improve with SSL; SimCLR lifts it (0.50 -> 0.57 at 300 steps -> 0.67 at 600:
+            ``benchmarks/ssl_base_curve.py``, README "Reward validity"). v1 rows replay under v1.
 """
 
 _CARD_COMMON = """
@@ -455,6 +501,22 @@ def make_ssl_mask_continuous_env_v1(**kwargs: Any) -> TaskDesignEnv:
     return _make_ssl_env(1, menu="mask_continuous", **kwargs)
 
 
+@keyword_signature(_make_ssl_env, fixed=("menu",))
+def make_ssl_augment_env_v2(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/SSL-Augment-v2``: the augmentation menu on a SimCLR learner that still learns at the small preset.
+
+    Description:
+        SimCLR continued pretraining of a torchvision ViT on real images, from a base of 300 SimCLR steps
+        (:func:`_v2_presets`); each update's two views are built with the chosen recipe. Rewarded, as v1, by
+        ``value_gain``. The menu keeps v1's names (``dino_standard`` is the standard two-view recipe).
+
+    Action Space:
+        ``Discrete(6)``: 0 ``dino_standard`` (the standard recipe, the fixed baseline), 1 ``weak``,
+        2 ``tight_crops``, 3 ``strong_color``, 4 ``heavy_blur``, 5 ``crop_only``.
+    """
+    return _make_ssl_env(2, menu="augment", **kwargs)
+
+
 for _factory in (make_ssl_augment_env, make_ssl_mask_env, make_ssl_mask_continuous_env, make_ssl_augment_env_v1,
-                 make_ssl_mask_env_v1, make_ssl_mask_continuous_env_v1):
+                 make_ssl_mask_env_v1, make_ssl_mask_continuous_env_v1, make_ssl_augment_env_v2):
     _factory.__doc__ = card((_factory.__doc__ or "") + _CARD_COMMON + _CARD_ARGS)
