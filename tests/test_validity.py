@@ -179,19 +179,25 @@ def test_report_machinery_on_the_toy():
     assert ranking["policies"][2]["final_eval_loss"] == pytest.approx(np.mean(finals), rel=1e-12)
 
 
-def test_cli_writes_the_report(tmp_path):
-    spec = importlib.util.spec_from_file_location("reward_validity", ROOT / "benchmarks" / "reward_validity.py")
+def _script(name: str):
+    """Import the benchmark script ``benchmarks/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_writes_the_report(tmp_path):
+    module = _script("reward_validity")
     out = tmp_path / "validity.json"
     assert module.main(["--env", "vpt/Toy-Alignment-v0", "--budget", "10", "--seeds", "0", "--states", "2",
                         "--policy-seeds", "0", "--json", str(out)]) == 0
     report = json.loads(out.read_text())["reports"][0]
     assert report["env_id"] == "vpt/Toy-Alignment-v0"
-    # --env all: the current version of each family (the toy has only v0; every other family has a v1)
-    assert set(module.ALL_ENVS) == {"vpt/Toy-Alignment-v0"} | {
+    # --env all: the current version of each family (the toy has only v0, SSL-Augment a v2, the others a v1)
+    assert set(module.ALL_ENVS) == {"vpt/Toy-Alignment-v0", "vpt/SSL-Augment-v2"} | {
         f"vpt/{f}-v1" for f in ("LM-SoftTargets", "LM-SoftTargetsContinuous", "LM-Domains", "LM-DomainsContinuous",
-                                "SSL-Augment", "SSL-Mask", "SSL-MaskContinuous")}
+                                "SSL-Mask", "SSL-MaskContinuous")}
     assert set(report["counterfactual"]["summary"]) == set(MODES)
     with pytest.raises(SystemExit):
         module.main(["--env", "vpt/Nope-v0"])
@@ -215,3 +221,42 @@ def test_first_order_check_script_runs_on_the_tiny_vision_env(tmp_path) -> None:
     assert [r["update"] for r in rows] == [2] and len(rows[0]["realized_drop"]) == 13
     assert all(-1.0 <= v <= 1.0 for v in rows[0]["spearman"].values())
     assert rows[0]["cosine_with_g_eval"]["exact g_eval"] == pytest.approx(1.0, abs=1e-3)
+
+
+@needs("vision")
+def test_ssl_base_curve_starts_at_the_random_init_and_refuses_bad_input(tmp_path) -> None:
+    """The base-curve script (machinery, no thresholds): its step-0 point is the probe of the random-init model,
+    computed here independently of the script; DINO's teacher equals the student at init; SimCLR has no
+    teacher; bad input exits naming the value before any work (no file written)."""
+    from dataclasses import replace
+
+    from vpt_gym.envs.vision import VISION_PRESETS
+    from vpt_gym.vision.base import build_model
+    from vpt_gym.vision.data import load_images, split_images
+    from vpt_gym.vision.feedback import ProbeFeedback
+    from vpt_gym.vision.ssl import SSLLearner
+
+    curve = _script("ssl_base_curve")
+    out = tmp_path / "curve.json"
+    dino = curve.main(["--size", "tiny", "--steps", "3", "--checkpoints", "0", "3", "--json", str(out)])
+    assert json.loads(out.read_text()) == dino and [r["step"] for r in dino["curve"]] == [0, 3]
+    preset = VISION_PRESETS["tiny"]
+    pool = load_images(None, preset.model.image_size)
+    splits = split_images(pool, feedback_size=preset.feedback_size, eval_size=preset.eval_size)
+    learner = SSLLearner(build_model(replace(preset.model, base_steps=0)), objective="dino", lr=1e-3,
+                         alignment_blocks=1, teacher_momentum=0.99, device="cpu")
+    probe = ProbeFeedback(splits.feedback, splits.eval, feature_dim=learner.model.student_backbone.dim,
+                          batch_size=preset.feedback_batch_size, probe_size=preset.probe_size,
+                          eval_fit_steps=preset.eval_fit_steps)
+    start = dino["curve"][0]
+    assert start["probe_accuracy"] == round(probe.evaluate(learner)["probe_accuracy"], 4)
+    assert start["teacher_probe_accuracy"] == start["probe_accuracy"] and start["ssl_loss"] is None
+    assert dino["curve"][1]["ssl_loss"] > 0
+    simclr = curve.main(["--size", "tiny", "--objective", "simclr", "--steps", "2", "--checkpoints", "2"])
+    assert "teacher_probe_accuracy" not in simclr["curve"][0] and simclr["num_local"] == 0
+    for bad, match in ((["--lr", "-1"], "--lr must be > 0, got -1"),
+                       (["--steps", "0"], "--steps must be >= 1, got 0"),
+                       (["--steps", "5", "--checkpoints", "9"], r"--checkpoints must lie in \[0, --steps=5\], got \[9\]")):
+        with pytest.raises(SystemExit, match=match):
+            curve.main(["--size", "tiny", "--json", str(tmp_path / "bad.json"), *bad])
+    assert not (tmp_path / "bad.json").exists()
