@@ -171,7 +171,7 @@ SSL_VERSIONS: dict[int, SSLVersion] = {
 """The defaults of each registered version of the SSL ids: v0 ``alignment``; v1 ``value_gain`` (every
 first-order value misranks the tasks at the small preset, the measured probe-loss drop does not: README "Reward
 validity"); v2 (SSL-Augment only) ``value_gain`` with the SimCLR objective and its own presets
-(:func:`_v2_presets`: at the small preset DINO does not learn probe-useful features, SimCLR does)."""
+(at the small preset DINO does not learn probe-useful features, SimCLR does)."""
 
 
 def _check_counts(counts: Mapping[str, int | None], *, num_local: int | None, lr: float | None,
@@ -506,9 +506,10 @@ def make_ssl_augment_env_v2(**kwargs: Any) -> TaskDesignEnv:
     """Build ``vpt/SSL-Augment-v2``: the augmentation menu on a SimCLR learner that still learns at the small preset.
 
     Description:
-        SimCLR continued pretraining of a torchvision ViT on real images, from a base of 300 SimCLR steps
-        (:func:`_v2_presets`); each update's two views are built with the chosen recipe. Rewarded, as v1, by
-        ``value_gain``. The menu keeps v1's names (``dino_standard`` is the standard two-view recipe).
+        SimCLR continued pretraining of a torchvision ViT on real images, from a base of 300 SimCLR steps at
+        the small preset (``SSL_VERSIONS[2].presets``); each update's two views are built with the chosen
+        recipe. Rewarded, as v1, by ``value_gain``. The menu keeps v1's names (``dino_standard`` is the
+        standard two-view recipe).
 
     Action Space:
         ``Discrete(6)``: 0 ``dino_standard`` (the standard recipe, the fixed baseline), 1 ``weak``,
