@@ -297,34 +297,37 @@ def test_domains_versions_build_their_documented_defaults() -> None:
         gym.make("vpt/LM-Domains-v1", size="tiny", math_stream="web")
 
 
-@needs("vision")
-def test_ssl_versions_differ_only_in_the_default_reward() -> None:
-    """SSL v1 ids default to value_gain; with an explicit reward= a v1 episode equals v0's bit for bit (same learner,
-    menu, data and generators)."""
+def _assert_same_episode(a: gym.Env, b: gym.Env, *, seed: int, actions: tuple[int, ...]) -> None:
+    """Two envs give the same first observation, rewards and final eval, bit for bit, on one seed and actions."""
     import numpy as np
 
-    for family in ("SSL-Augment", "SSL-MaskContinuous"):
-        v1 = gym.make(f"vpt/{family}-v1", size="tiny", budget=3, device="cpu")
-        assert v1.unwrapped.value_estimator.name == "value_gain", family
-    v0 = gym.make("vpt/SSL-Mask-v0", size="tiny", budget=3, device="cpu")
-    same = gym.make("vpt/SSL-Mask-v1", size="tiny", budget=3, device="cpu", reward="alignment")
-    assert v0.unwrapped.value_estimator.name == "alignment"
     runs = []
-    for env in (v0, same):
-        obs, _ = env.reset(seed=2)
-        steps = [env.step(a) for a in (0, 5, 12)]
+    for env in (a, b):
+        obs, _ = env.reset(seed=seed)
+        steps = [env.step(action) for action in actions]
         runs.append((obs, [float(r) for _, r, *_ in steps], steps[-1][4]["eval"]))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1] and runs[0][2] == runs[1][2]
 
 
 @needs("vision")
+def test_ssl_versions_differ_only_in_the_default_reward() -> None:
+    """SSL v1 ids default to value_gain; with an explicit reward= a v1 episode equals v0's bit for bit (same learner,
+    menu, data and generators)."""
+    for family in ("SSL-Augment", "SSL-MaskContinuous"):
+        v1 = gym.make(f"vpt/{family}-v1", size="tiny", budget=3, device="cpu")
+        assert v1.unwrapped.value_estimator.name == "value_gain", family
+    v0 = gym.make("vpt/SSL-Mask-v0", size="tiny", budget=3, device="cpu")
+    same = gym.make("vpt/SSL-Mask-v1", size="tiny", budget=3, device="cpu", reward="alignment")
+    assert v0.unwrapped.value_estimator.name == "alignment"
+    _assert_same_episode(v0, same, seed=2, actions=(0, 5, 12))
+
+
+@needs("vision")
 def test_ssl_augment_v2_is_v1_with_simclr_and_its_own_small_preset() -> None:
     """SSL-Augment-v2 = v1 with objective="simclr" and no local crops (tiny: bit for bit); at small its preset differs
-    from v1's only in the documented fields (README "Reward validity": SimCLR base of 300 steps, lr 1e-3)."""
+    from v1's only in the documented fields (a SimCLR base of 300 steps, lr 1e-3)."""
     import dataclasses
-
-    import numpy as np
 
     from vpt_gym.envs.vision import SSL_VERSIONS, VISION_PRESETS
 
@@ -332,13 +335,7 @@ def test_ssl_augment_v2_is_v1_with_simclr_and_its_own_small_preset() -> None:
     same = gym.make("vpt/SSL-Augment-v1", size="tiny", budget=3, device="cpu", objective="simclr", num_local=0)
     assert v2.unwrapped.value_estimator.name == "value_gain" and v2.unwrapped.learner.objective == "simclr"
     assert v2.unwrapped.task_space.num_local == 0
-    runs = []
-    for env in (v2, same):
-        obs, _ = env.reset(seed=3)
-        steps = [env.step(a) for a in (0, 3, 5)]
-        runs.append((obs, [float(r) for _, r, *_ in steps], steps[-1][4]["eval"]))
-    np.testing.assert_array_equal(runs[0][0], runs[1][0])
-    assert runs[0][1] == runs[1][1] and runs[0][2] == runs[1][2]
+    _assert_same_episode(v2, same, seed=3, actions=(0, 3, 5))
     v1_small, v2_small = VISION_PRESETS["small"], SSL_VERSIONS[2].presets["small"]
     changed = {f.name for f in dataclasses.fields(v1_small) if getattr(v1_small, f.name) != getattr(v2_small, f.name)}
     assert changed == {"model", "lr", "num_local"} and (v2_small.lr, v2_small.num_local) == (1e-3, 0)
