@@ -12,7 +12,9 @@ For each env id (at a preset and config), along random-policy episodes (``vpt_gy
 (b) one-step calibration: over every ``--calibrate-every``-th update of the same episodes, Pearson and the
     least-squares slope of the realized drop against each mode.
 (c) policy ranking: every fixed-task policy x ``--policy-seeds`` seeds; Spearman of the mean return (per
-    mode) against the final held-out loss (negated, so agreement is positive).
+    mode) against the final held-out loss (negated, so agreement is positive) and against the primary eval
+    metric the leaderboard ranks by (``--metric``; default the env's first eval metric: ``eval_loss``,
+    ``eval_nll`` or ``probe_accuracy``, the small suite's), and how the two final measures agree.
 
 The branching restores the env exactly: the episode continues bit-for-bit as without it (CPU; tested).
 
@@ -37,8 +39,28 @@ import torch
 
 import vpt_gym  # noqa: F401  (registers the envs)
 from vpt_gym.atomic import write_text_atomic
-from vpt_gym.benchmark.validity import MODES, POLICY_MODES, counterfactual_credit, policy_ranking
+from vpt_gym.benchmark.validity import MODES, counterfactual_credit, policy_ranking
 from vpt_gym.cli import set_overrides
+from vpt_gym.envs import ENV_IDS, is_eval_metric
+
+HIGHER_IS_BETTER = ("accuracy", "pass@1", "miou", "solved_fraction")
+"""Suffixes of eval metrics where larger is better (accuracies, Pass@1, mIoU); losses and NLLs are lower-better."""
+
+
+def primary_metric(env_id: str, metric: str | None) -> tuple[str, bool] | None:
+    """``(metric, higher_is_better)`` for policy ranking (c): ``metric``, else the env's first eval metric
+    (None for an id outside :data:`vpt_gym.envs.ENV_IDS` without ``metric``).
+
+    Raises:
+        ValueError: ``metric`` is not an eval metric of ``env_id`` (the accepted ones are named).
+    """
+    if env_id not in ENV_IDS:  # not one of ours: only a named metric, checked at the first episode end
+        return (metric, metric.endswith(HIGHER_IS_BETTER)) if metric else None
+    name = metric or ENV_IDS[env_id].eval_metrics[0]
+    if not is_eval_metric(env_id, name):
+        raise ValueError(f"--metric {name!r} is not an eval metric of {env_id}; "
+                         f"accepted: {list(ENV_IDS[env_id].eval_metrics)}")
+    return name, name.endswith(HIGHER_IS_BETTER)
 
 def _current_versions() -> tuple[str, ...]:
     """Every registered id whose family has no newer version (``vpt/X-v0`` is left out when ``vpt/X-v1`` exists)."""
@@ -74,22 +96,31 @@ def fmt(x: float, digits: int = 2) -> str:
 
 
 def table(report: dict[str, Any]) -> str:
-    credit = report["counterfactual"]["summary"]
-    calib = report["counterfactual"].get("calibration", {})
+    credit = report.get("counterfactual", {}).get("summary", {})
+    calib = report.get("counterfactual", {}).get("calibration", {})
     policies = dict(report.get("policy_ranking", {}).get("spearman", {}))
-    if "reward" in policies:  # the env's own reward (step's), scored along the policies: show it under its mode
-        from vpt_gym.envs import ENV_IDS
-
-        own = str(report.get("kwargs", {}).get("reward") or ENV_IDS[report["env_id"]].rewards[0])
+    # the env's own reward (step's), scored along the policies: shown under its mode
+    own = str(report.get("kwargs", {}).get("reward") or ENV_IDS[report["env_id"]].rewards[0])
+    if "reward" in policies:
         policies.setdefault(own, policies["reward"])
+    ranking = report.get("policy_ranking", {})
+    by_metric = dict(ranking.get("spearman_metric", {}))
+    if "reward" in by_metric:
+        by_metric.setdefault(own, by_metric["reward"])
+    metric = ranking.get("metric", "metric")
     lines = ["| reward mode | mean Spearman (counterfactual) | best task found | calibration Pearson | slope | "
-             "policy-ranking Spearman |", "|---|---:|---:|---:|---:|---:|"]
+             f"policy ranking vs eval loss | policy ranking vs {metric} |", "|---|---:|---:|---:|---:|---:|---:|"]
     for m in MODES:
-        c = credit[m]
+        c = credit.get(m, {"mean_spearman": math.nan, "best_found": "n/a", "states": 0})
         cal = calib.get(m, {})
-        lines.append(f"| `{m}` | {fmt(c['mean_spearman'])} | {c['best_found']} of {c['states']} | "
+        found = f"{c['best_found']} of {c['states']}" if c["states"] else "n/a"
+        lines.append(f"| `{m}` | {fmt(c['mean_spearman'])} | {found} | "
                      f"{fmt(cal.get('pearson', math.nan))} | {fmt(cal.get('slope', math.nan), 3)} | "
-                     f"{fmt(policies[m]) if m in policies else 'n/a'} |")
+                     f"{fmt(policies[m]) if m in policies else 'n/a'} | "
+                     f"{fmt(by_metric[m]) if m in by_metric else 'n/a'} |")
+    if "eval_loss_vs_metric" in ranking:
+        lines.append(f"\nFinal eval loss vs final {metric} across the fixed-task policies: Spearman "
+                     f"{fmt(ranking['eval_loss_vs_metric'])} (1: the two measures order the policies alike).")
     return "\n".join(lines)
 
 
@@ -111,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate-every", type=int, default=4,
                         help="(b) branches every N-th update (each branch costs an eval-split loss)")
     parser.add_argument("--no-policies", action="store_true", help="skip (c): the fixed-task policies")
+    parser.add_argument("--no-counterfactual", action="store_true",
+                        help="skip (a) and (b): only the policy ranking (c)")
+    parser.add_argument("--metric", default=None,
+                        help="(c) also ranks the policies by this eval metric at episode end (default: the env's "
+                             "first: eval_loss, eval_nll or probe_accuracy); 'none' skips it")
     parser.add_argument("--no-probe", action="store_true", help="skip the probe loss per branch (value_gain)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: bitwise reruns)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -126,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.states < 1 or args.grid < 5 or not args.seeds or args.threads < 1 or args.calibrate_every < 1:
         parser.error(f"need --states >= 1, --grid >= 5, one seed or more, --threads >= 1 and --calibrate-every >= 1; "
                      f"got {args.states}, {args.grid}, {args.seeds}, {args.threads}, {args.calibrate_every}")
+    if args.no_counterfactual and args.no_policies:
+        parser.error("--no-counterfactual with --no-policies leaves nothing to measure")
+    metrics: dict[str, tuple[str, bool] | None] = {}
+    for env_id in envs:  # checked before any env is built
+        try:
+            metrics[env_id] = None if args.metric == "none" else primary_metric(env_id, args.metric)
+        except ValueError as error:
+            parser.error(str(error))
     if args.json and os.path.isdir(args.json):
         parser.error(f"--json {args.json!r} is a folder; give a file path")
     torch.set_num_threads(args.threads)
@@ -137,17 +181,20 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         print(f"## {env_id}  {json.dumps(kwargs, sort_keys=True)}", flush=True)
         report: dict[str, Any] = {"env_id": env_id, "kwargs": kwargs, "seeds": args.seeds, "states": args.states}
-        report["counterfactual"] = counterfactual_credit(make, seeds=args.seeds, num_states=args.states,
-                                                         first_state=args.first_state, grid_points=args.grid,
-                                                         probe=not args.no_probe, calibrate=not args.no_calibration,
-                                                         calibrate_every=args.calibrate_every,
-                                                         progress=lambda line: print(line, file=sys.stderr, flush=True))
+        if not args.no_counterfactual:
+            report["counterfactual"] = counterfactual_credit(
+                make, seeds=args.seeds, num_states=args.states, first_state=args.first_state, grid_points=args.grid,
+                probe=not args.no_probe, calibrate=not args.no_calibration, calibrate_every=args.calibrate_every,
+                progress=lambda line: print(line, file=sys.stderr, flush=True))
         if not args.no_policies:
             make_policy_env = make
             if args.policy_budget is not None:
                 make_policy_env, _ = env_factory(env_id, args.size, args.policy_budget, extra)
                 report["policy_budget"] = args.policy_budget
-            report["policy_ranking"] = policy_ranking(make_policy_env, seeds=args.policy_seeds, grid_points=args.grid)
+            metric = metrics[env_id]
+            report["policy_ranking"] = policy_ranking(
+                make_policy_env, seeds=args.policy_seeds, grid_points=args.grid,
+                metric=None if metric is None else metric[0], higher_is_better=True if metric is None else metric[1])
         report["wall_clock_s"] = time.perf_counter() - started
         print(table(report), flush=True)
         print(f"({report['wall_clock_s']:.0f} s)\n", flush=True)

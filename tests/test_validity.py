@@ -179,6 +179,43 @@ def test_report_machinery_on_the_toy():
     assert ranking["policies"][2]["final_eval_loss"] == pytest.approx(np.mean(finals), rel=1e-12)
 
 
+def test_policy_ranking_against_the_primary_metric_on_the_toy():
+    make = lambda: gym.make("vpt/Toy-Alignment-v0", budget=12)  # noqa: E731
+    ranking = policy_ranking(make, seeds=[0, 1], metric="eval_solved_fraction", higher_is_better=True)
+    # rerun each fixed policy and read the metric from the env's own evaluate() at the episode end
+    rerun = []
+    for action in range(5):
+        per_seed = []
+        for seed in (0, 1):
+            env = make()
+            env.reset(seed=seed)
+            for _ in range(12):
+                env.step(action)
+            per_seed.append(env.unwrapped.feedback.evaluate(env.unwrapped.learner)["eval_solved_fraction"])
+        rerun.append(per_seed)
+    assert [p["per_seed_metric"] for p in ranking["policies"]] == rerun
+    means = [float(np.mean(r)) for r in rerun]
+    returns = [p["returns"]["alignment"] for p in ranking["policies"]]
+    assert ranking["spearman_metric"]["alignment"] == pytest.approx(spearman(returns, means), abs=1e-12)
+    losses = [-p["final_eval_loss"] for p in ranking["policies"]]
+    assert ranking["eval_loss_vs_metric"] == pytest.approx(spearman(losses, means), abs=1e-12)
+    # the toy's primary metric is its eval loss: ranked lower-is-better it must reproduce the eval-loss ranking
+    same = policy_ranking(make, seeds=[0, 1], metric="eval_loss", higher_is_better=False)
+    assert same["spearman_metric"] == same["spearman"] and same["eval_loss_vs_metric"] == pytest.approx(1.0)
+    with pytest.raises(KeyError, match="'miou'.*eval_loss"):
+        policy_ranking(make, seeds=[0], metric="miou")
+
+
+def test_cli_refuses_a_metric_the_env_does_not_report(capsys):
+    module = _script("reward_validity")
+    with pytest.raises(SystemExit):
+        module.main(["--env", "vpt/Toy-Alignment-v0", "--metric", "probe_accuracy"])
+    assert "'probe_accuracy' is not an eval metric of vpt/Toy-Alignment-v0" in capsys.readouterr().err
+    assert module.primary_metric("vpt/SSL-Augment-v2", None) == ("probe_accuracy", True)
+    assert module.primary_metric("vpt/LM-Domains-v1", "gsm8k/eval_pass@1") == ("gsm8k/eval_pass@1", True)
+    assert module.primary_metric("vpt/LM-SoftTargets-v1", None) == ("eval_nll", False)
+
+
 def _script(name: str):
     """Import the benchmark script ``benchmarks/<name>.py`` as a module."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")

@@ -29,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from vpt_gym.core import HeldOutLoss
+from vpt_gym.envs import ENV_IDS, is_eval_metric
 from vpt_gym.value import UpdateOutcome
 
 if TYPE_CHECKING:
@@ -296,18 +297,34 @@ POLICY_MODES = ("alignment", "cosine", "preconditioned", "step_value")
 """Modes whose per-step value is in every step's ``info`` (one episode scores all of them)."""
 
 
-def policy_ranking(make_env: Callable[[], gym.Env], *, seeds: Sequence[int], grid_points: int = 5) -> dict[str, Any]:
-    """Every fixed-task policy x ``seeds``: Spearman of mean return (per mode) against the final held-out loss.
+def policy_ranking(make_env: Callable[[], gym.Env], *, seeds: Sequence[int], grid_points: int = 5,
+                   metric: str | None = None, higher_is_better: bool = True) -> dict[str, Any]:
+    """Every fixed-task policy x ``seeds``: Spearman of mean return (per mode) against the final held-out loss
+    and, with ``metric``, against the primary eval metric a leaderboard ranks by.
 
     The returns of ``alignment``, ``cosine``, ``preconditioned`` and ``step_value`` are sums of the step
     ``info`` entries; the env's own reward is scored as ``"reward"``. The final held-out loss is
-    ``feedback.eval_loss`` at episode end; its negation is ranked, so agreement is a positive Spearman.
+    ``feedback.eval_loss`` at episode end; its negation is ranked, so agreement is a positive Spearman. With
+    ``metric`` (a key of ``info["eval"]``, e.g. ``"probe_accuracy"``: on the SSL envs the probe is refit from
+    scratch, so it can order policies differently from the running probe heads' loss), the episode-end
+    ``feedback.evaluate(learner)[metric]`` is ranked too, negated unless ``higher_is_better``.
 
     Returns:
-        ``{"policies": [{"action", "task", "returns": {mode: mean}, "final_eval_loss": mean, "per_seed": ...}],
-        "spearman": {mode: rho}}``.
+        ``{"policies": [{"action", "task", "returns": {mode: mean}, "final_eval_loss": mean,
+        "per_seed_eval_loss": [...], ("final_metric": mean, "per_seed_metric": [...])}], "spearman": {mode: rho},
+        "seeds": [...], ("metric": name, "higher_is_better": bool, "spearman_metric": {mode: rho},
+        "eval_loss_vs_metric": rho of the negated final eval loss against the signed metric)}``.
+
+    Raises:
+        KeyError: ``metric`` is not an eval metric of the env: before any episode for a registered id
+            (:func:`vpt_gym.envs.is_eval_metric`), else at the first episode end.
     """
     env = make_env()
+    if metric is not None and env.spec is not None and env.spec.id in ENV_IDS and not is_eval_metric(env.spec.id,
+                                                                                                         metric):
+        env.close()
+        raise KeyError(f"metric {metric!r} is not an eval metric of {env.spec.id}; it reports "
+                       f"{list(ENV_IDS[env.spec.id].eval_metrics)}")
     base = _task_design_env(env)
     base.evaluate_at_end = False
     measure = _eval_loss(env)
@@ -315,7 +332,7 @@ def policy_ranking(make_env: Callable[[], gym.Env], *, seeds: Sequence[int], gri
     rows = []
     for action in actions:
         returns: dict[str, list[float]] = {m: [] for m in (*POLICY_MODES, "reward")}
-        finals = []
+        finals, metrics = [], []
         name = ""
         for seed in seeds:
             env.reset(seed=int(seed))
@@ -330,10 +347,27 @@ def policy_ranking(make_env: Callable[[], gym.Env], *, seeds: Sequence[int], gri
             for m, v in totals.items():
                 returns[m].append(v)
             finals.append(float(measure(base.learner)))
-        rows.append({"action": np.asarray(action).tolist(), "task": name,
-                     "returns": {m: float(np.mean(v)) for m, v in returns.items()},
-                     "final_eval_loss": float(np.mean(finals)), "per_seed_eval_loss": finals})
+            if metric is not None:
+                evaluated = base.feedback.evaluate(base.learner)
+                if metric not in evaluated:
+                    raise KeyError(f"metric {metric!r} is not reported by this env's evaluate(); it reports "
+                                   f"{sorted(evaluated)}")
+                metrics.append(float(evaluated[metric]))
+        row = {"action": np.asarray(action).tolist(), "task": name,
+               "returns": {m: float(np.mean(v)) for m, v in returns.items()},
+               "final_eval_loss": float(np.mean(finals)), "per_seed_eval_loss": finals}
+        if metric is not None:
+            row.update(final_metric=float(np.mean(metrics)), per_seed_metric=metrics)
+        rows.append(row)
     env.close()
+    modes = (*POLICY_MODES, "reward")
     quality = [-r["final_eval_loss"] for r in rows]
-    rho = {m: spearman([r["returns"][m] for r in rows], quality) for m in (*POLICY_MODES, "reward")}
-    return {"policies": rows, "spearman": rho, "seeds": [int(s) for s in seeds]}
+    rho = {m: spearman([r["returns"][m] for r in rows], quality) for m in modes}
+    out: dict[str, Any] = {"policies": rows, "spearman": rho, "seeds": [int(s) for s in seeds]}
+    if metric is not None:
+        sign = 1.0 if higher_is_better else -1.0
+        score = [sign * r["final_metric"] for r in rows]
+        out.update(metric=metric, higher_is_better=bool(higher_is_better),
+                   spearman_metric={m: spearman([r["returns"][m] for r in rows], score) for m in modes},
+                   eval_loss_vs_metric=spearman(quality, score))
+    return out
