@@ -13,8 +13,9 @@ For each env id (at a preset and config), along random-policy episodes (``vpt_gy
     least-squares slope of the realized drop against each mode.
 (c) policy ranking: every fixed-task policy x ``--policy-seeds`` seeds; Spearman of the mean return (per
     mode) against the final held-out loss (negated, so agreement is positive) and against the primary eval
-    metric the leaderboard ranks by (``--metric``; default the env's first eval metric: ``eval_loss``,
-    ``eval_nll`` or ``probe_accuracy``, the small suite's), and how the two final measures agree.
+    metric the leaderboard ranks by (``--metric``; default the env's first eval metric, the small suite's:
+    ``eval_nll`` or ``probe_accuracy``; none for the toy, whose metric is the eval loss), and how the two
+    final measures agree.
 
 The branching restores the env exactly: the episode continues bit-for-bit as without it (CPU; tested).
 
@@ -45,21 +46,30 @@ from vpt_gym.envs import ENV_IDS, is_eval_metric
 
 HIGHER_IS_BETTER = ("accuracy", "pass@1", "miou", "solved_fraction")
 """Suffixes of eval metrics where larger is better (accuracies, Pass@1, mIoU); losses and NLLs are lower-better."""
+COUNTS = ("eval_images", "eval_items")
+"""Suffixes of ``info["eval"]`` keys that count eval examples (not a quality: refused as ``--metric``)."""
 
 
 def primary_metric(env_id: str, metric: str | None) -> tuple[str, bool] | None:
     """``(metric, higher_is_better)`` for policy ranking (c): ``metric``, else the env's first eval metric
-    (None for an id outside :data:`vpt_gym.envs.ENV_IDS` without ``metric``).
+    (None without ``metric`` for an id outside :data:`vpt_gym.envs.ENV_IDS`, or one whose first metric is the
+    ``eval_loss`` that (c) ranks by anyway: the toy).
 
     Raises:
-        ValueError: ``metric`` is not an eval metric of ``env_id`` (the accepted ones are named).
+        ValueError: ``metric`` is not an eval metric of ``env_id`` (the accepted ones are named), or counts
+            eval examples (``eval_images``, ``eval_items``).
     """
+    if metric is not None and metric.endswith(COUNTS):
+        raise ValueError(f"--metric {metric!r} is a count of eval examples, not a quality; give a loss, NLL, "
+                         "accuracy, Pass@1 or mIoU")
     if env_id not in ENV_IDS:  # not one of ours: only a named metric, checked at the first episode end
         return (metric, metric.endswith(HIGHER_IS_BETTER)) if metric else None
+    if metric is None and ENV_IDS[env_id].eval_metrics[0] == "eval_loss":
+        return None  # the toy: its primary metric is the eval loss (c) already ranks by
     name = metric or ENV_IDS[env_id].eval_metrics[0]
+    accepted = [m for m in ENV_IDS[env_id].eval_metrics if not m.endswith(COUNTS)]
     if not is_eval_metric(env_id, name):
-        raise ValueError(f"--metric {name!r} is not an eval metric of {env_id}; "
-                         f"accepted: {list(ENV_IDS[env_id].eval_metrics)}")
+        raise ValueError(f"--metric {name!r} is not an eval metric of {env_id}; accepted: {accepted}")
     return name, name.endswith(HIGHER_IS_BETTER)
 
 def _current_versions() -> tuple[str, ...]:
@@ -146,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip (a) and (b): only the policy ranking (c)")
     parser.add_argument("--metric", default=None,
                         help="(c) also ranks the policies by this eval metric at episode end (default: the env's "
-                             "first: eval_loss, eval_nll or probe_accuracy); 'none' skips it")
+                             "first: eval_nll or probe_accuracy; the toy's is its eval loss, so none); 'none' skips it")
     parser.add_argument("--no-probe", action="store_true", help="skip the probe loss per branch (value_gain)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: bitwise reruns)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

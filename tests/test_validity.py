@@ -214,6 +214,9 @@ def test_cli_refuses_a_metric_the_env_does_not_report(capsys):
     assert module.primary_metric("vpt/SSL-Augment-v2", None) == ("probe_accuracy", True)
     assert module.primary_metric("vpt/LM-Domains-v1", "gsm8k/eval_pass@1") == ("gsm8k/eval_pass@1", True)
     assert module.primary_metric("vpt/LM-SoftTargets-v1", None) == ("eval_nll", False)
+    assert module.primary_metric("vpt/Toy-Alignment-v0", None) is None  # its metric is the eval loss (c) ranks by
+    with pytest.raises(ValueError, match="'eval_images' is a count"):
+        module.primary_metric("vpt/SSL-Augment-v2", "eval_images")
 
 
 def _script(name: str):

@@ -419,9 +419,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _add_env_arguments(parser: argparse.ArgumentParser) -> None:
     """The env id and the ``gymnasium.make`` options shared by ``run`` and ``train`` (see :func:`_env_kwargs`)."""
+    from vpt_gym.envs import REWARD_MODES
+
     parser.add_argument("env_id", help="a registered id, e.g. vpt/LM-SoftTargets-v0")
     parser.add_argument("--budget", type=int, default=None, help="learner updates per episode (default: preset)")
-    parser.add_argument("--reward", default=None, help="alignment | cosine | value_gain | metric_gain | advantage")
+    parser.add_argument("--reward", default=None,
+                        help=f"{' | '.join(REWARD_MODES)} (default: the env's, `vpt-gym list`)")
     parser.add_argument("--size", default=None, choices=["tiny", "small", "paper"],
                         help="preset of the LM and vision envs (default tiny)")
     parser.add_argument("--data", default=None, help="LM envs: folder with gsm8k/ (default $VPT_GYM_DATA, else the "

@@ -134,9 +134,10 @@ def _v2_presets() -> dict[str, VisionPreset]:
     """The SimCLR presets of the ``-v2`` ids: at ``small`` a base of 300 SimCLR steps (lr 1e-3), continued at lr 1e-3.
 
     Measured (``benchmarks/ssl_base_curve.py``, seed 0, 2026-12-02): from random init, DINO at the small
-    preset never lifts the held-out probe accuracy above the random-init features in 800 steps, while SimCLR
-    lifts it steadily (0.50 at init, 0.57 after 300 steps, 0.67 after 600); so a v2 episode continues a base
-    that is still learning. SimCLR uses no local crops (``num_local`` 0: none are built).
+    preset never lifts the student's held-out probe accuracy above the random-init features' in 800 steps (its
+    EMA teacher's peaks at 0.502 against 0.495 at 100 steps, then 0.44-0.49), while SimCLR lifts it steadily
+    (0.50 at init, 0.57 after 300 steps, 0.67 after 600); so a v2 episode continues a base that is still
+    learning. SimCLR uses no local crops (``num_local`` 0: none are built).
     """
     v1 = VISION_PRESETS
     small = cast(Any, v1["small"].model)
@@ -365,8 +366,9 @@ _CARD_ARGS = """
             Greedy then branches each task's real update (``lookahead_values(value="value_gain")``). Published
             v0 rows replay under v0.
         v2 (SSL-Augment only): the SimCLR objective (no teacher, no local crops) from a base of 300 SimCLR steps,
-            continued at lr 1e-3 (small). At the small preset DINO never lifts the held-out probe accuracy above
-            that of the random-init features (0.50 -> 0.45-0.49 over 800 steps), so v1's episodes continue a base
+            continued at lr 1e-3 (small). At the small preset DINO never lifts the student's held-out probe accuracy
+            above that of the random-init features (0.50 -> 0.45-0.49 over 800 steps; the EMA teacher's peaks at
+            0.502 at 100 steps, then 0.44-0.49), so v1's episodes continue a base
             whose features do not improve with SSL; SimCLR lifts it (0.50 -> 0.57 at 300 steps -> 0.67 at 600:
             ``benchmarks/ssl_base_curve.py``, seed 0). v1 rows replay under v1.
 """
