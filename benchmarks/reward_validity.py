@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                              "first: eval_nll or probe_accuracy; the toy's is its eval loss, so none); 'none' skips it")
     parser.add_argument("--no-probe", action="store_true", help="skip the probe loss per branch (value_gain)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: bitwise reruns)")
+    parser.add_argument("--reward", default=None,
+                        help="the env's own reward (default: the env's), scored along the policies in (c) as 'reward'")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="env keyword for every env (VALUE is JSON, else a string), e.g. feedback_batch_size=64, "
                              "lr=1e-4")
@@ -185,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     reports = []
     extras = {env_id: set_overrides(env_id, args.set) for env_id in envs}  # checked before any env is built
+    if args.reward is not None:
+        for env_id in envs:
+            if args.reward not in ENV_IDS[env_id].rewards:
+                parser.error(f"--reward {args.reward!r} is not accepted by {env_id}: {list(ENV_IDS[env_id].rewards)}")
+            extras[env_id]["reward"] = args.reward
     for env_id in envs:
         extra = extras[env_id]
         make, kwargs = env_factory(env_id, args.size, args.budget, extra)

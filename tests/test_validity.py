@@ -211,6 +211,9 @@ def test_cli_refuses_a_metric_the_env_does_not_report(capsys):
     with pytest.raises(SystemExit):
         module.main(["--env", "vpt/Toy-Alignment-v0", "--metric", "probe_accuracy"])
     assert "'probe_accuracy' is not an eval metric of vpt/Toy-Alignment-v0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        module.main(["--env", "vpt/Toy-Alignment-v0", "--reward", "ridge"])
+    assert "--reward 'ridge' is not accepted by vpt/Toy-Alignment-v0" in capsys.readouterr().err
     assert module.primary_metric("vpt/SSL-Augment-v2", None) == ("probe_accuracy", True)
     assert module.primary_metric("vpt/LM-Domains-v1", "gsm8k/eval_pass@1") == ("gsm8k/eval_pass@1", True)
     assert module.primary_metric("vpt/LM-SoftTargets-v1", None) == ("eval_nll", False)

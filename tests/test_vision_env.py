@@ -44,6 +44,7 @@ def _episode(env: gym.Env, actions: list, seed: int = 0) -> tuple[list[float], d
         ({"keep_ratios": (0.5, 1.5)}, ValueError, "1.5"),
         ({"mask_families": ("ring",)}, ValueError, "ring"),
         ({"blur_sigma": 0.0}, ValueError, "blur_sigma"),
+        ({"probe_metric": "knn"}, ValueError, "knn"),
     ],
 )
 def test_bad_arguments_raise_before_work(kwargs: dict, error: type, match: str) -> None:
@@ -143,3 +144,54 @@ def test_small_preset_passes_the_checkers(env_id: str) -> None:
     sb3.check_env(env.unwrapped, warn=True)
     rewards, info = _episode(env, [0] * 4)
     assert len(rewards) == 4 and {"probe_accuracy", "miou"} <= set(info["eval"])
+
+
+def test_ridge_loo_error_equals_explicit_leave_one_out_refits() -> None:
+    """The closed form (PRESS) against n explicit ridge fits, each without one example, same penalty."""
+    import torch
+
+    from vpt_gym.vision.feedback import ridge_loo_error
+
+    g = torch.Generator().manual_seed(3)
+    n, d, c = 20, 6, 3
+    features = torch.randn(n, d, generator=g)
+    labels = torch.randint(0, c, (n,), generator=g)
+    x = torch.cat([features.double(), torch.ones(n, 1, dtype=torch.float64)], 1)
+    y = torch.nn.functional.one_hot(labels, c).double()
+    kappa = 0.5 * float(torch.trace(x.T @ x)) / (d + 1)
+    errors = []
+    for i in range(n):
+        keep = torch.arange(n) != i
+        xi, yi = x[keep], y[keep]
+        w = torch.linalg.solve(xi.T @ xi + kappa * torch.eye(d + 1, dtype=torch.float64), xi.T @ yi)
+        errors.append(float(((y[i] - x[i] @ w) ** 2).sum()))
+    assert ridge_loo_error(features, labels, c, ridge=0.5) == pytest.approx(sum(errors) / n, rel=1e-10)
+    # features that carry the label are more separable than noise
+    informative = torch.nn.functional.one_hot(labels, c).float() * 3 + 0.1 * features[:, :c]
+    assert ridge_loo_error(informative, labels, c) < ridge_loo_error(features, labels, c)
+    with pytest.raises(ValueError, match="ridge > 0"):
+        ridge_loo_error(features, labels, c, ridge=0.0)
+
+
+def test_metric_gain_with_the_head_free_probe_metric_is_its_change() -> None:
+    """metric_gain under probe_metric="ridge_loo": each reward is the change of -ridge_loo_error on the probe
+    batch, so an episode's return is the total change (no heads to go stale between refreshes)."""
+    from vpt_gym.vision.feedback import ridge_loo_error
+
+    env = gym.make("vpt/SSL-Augment-v1", size="tiny", budget=6, reward="metric_gain", probe_metric="ridge_loo")
+    env.reset(seed=0)
+    base = env.unwrapped
+    probe = base.feedback.probe_batch()
+
+    def quality() -> float:
+        cls, _ = base.learner.features(probe.images)
+        return -ridge_loo_error(cls, probe.labels, base.feedback.num_classes)
+
+    start, total = quality(), 0.0
+    for _ in range(6):
+        before = quality()
+        _, reward, *_ = env.step(1)
+        assert reward == pytest.approx(quality() - before, abs=1e-6)  # float32 features, batched differently
+        total += reward
+    assert total == pytest.approx(quality() - start, abs=1e-5)
+    assert abs(total) > 1e-4  # the updates do move it

@@ -217,6 +217,7 @@ def _make_ssl_env(
     feedback_momentum: float = 0.0,
     feedback_batch_size: int | None = None,
     probe_size: int | None = None,
+    probe_metric: str = "accuracy",
     mask_families: tuple[str, ...] | None = None,
     keep_ratios: tuple[float, ...] = (0.4, 0.55, 0.7),
     blur_sigma: float = 2.0,
@@ -241,6 +242,10 @@ def _make_ssl_env(
                    "feedback_batch_size": feedback_batch_size, "probe_size": probe_size},
                   num_local=num_local, lr=lr, split_seed=split_seed)
     check_feedback_momentum(feedback_momentum)
+    from vpt_gym.vision.feedback import PROBE_METRICS
+
+    if probe_metric not in PROBE_METRICS:
+        raise ValueError(f"probe_metric={probe_metric!r} is not accepted; choose one of {PROBE_METRICS}")
     blocks = _alignment_blocks(preset.alignment_blocks if alignment is None else alignment)
     from vpt_gym.vision.base import ARCHES
     from vpt_gym.vision.ssl import OBJECTIVES
@@ -313,7 +318,7 @@ def _make_ssl_env(
             splits.feedback, splits.eval, feature_dim=net.student_backbone.dim,
             batch_size=min(feedback_batch_size or preset.feedback_batch_size, len(splits.feedback)),
             probe_size=min(probe_size or preset.probe_size, len(splits.feedback)), fit_steps=preset.fit_steps,
-            eval_fit_steps=preset.eval_fit_steps)
+            eval_fit_steps=preset.eval_fit_steps, probe_metric=probe_metric)
     return TaskDesignEnv(learner=learner, task_space=task_space, stream=stream, feedback=feedback, budget=budget_obj,
                          reward=reward, feedback_momentum=feedback_momentum,
                          data_sources={"images": splits.unlabeled.source})
@@ -340,6 +345,10 @@ _CARD_ARGS = """
         probe_size: images of the fixed probe batch that ``value_gain`` measures (default: the preset's, tiny
             16, small and paper 64; capped at the feedback split); larger is less noisy and costs a larger
             probe forward per update.
+        probe_metric: what ``metric_gain`` measures on the probe batch: ``"accuracy"`` (default: the current
+            heads') or ``"ridge_loo"`` (head-free: minus the leave-one-out error of a closed-form ridge probe on
+            the batch's features, :func:`vpt_gym.vision.feedback.ridge_loo_error`; a function of the learner's
+            state, so an episode's return is its total change). Opt-in: no default reward reads it.
         mask_families, keep_ratios, blur_sigma: the mask menu (``vpt/SSL-Mask-v0``).
         model: ``size="paper"`` only: local path or hub id of a ``transformers`` ViT-style ``AutoModel``.
         cache: folder of cached base checkpoints (default ``$VPT_GYM_CACHE`` or ``~/.cache/vpt_gym``).

@@ -143,6 +143,44 @@ def miou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> float:
     return float(sum(ious) / len(ious)) if ious else 0.0
 
 
+PROBE_METRICS = ("accuracy", "ridge_loo")
+"""Accepted ``probe_metric`` values of :class:`ProbeFeedback`."""
+
+
+def ridge_loo_error(features: torch.Tensor, labels: torch.Tensor, num_classes: int, ridge: float = 1.0) -> float:
+    """Leave-one-out squared error of a ridge probe from features to one-hot labels, in closed form.
+
+    With X = [features, 1] (shape [n, d + 1], float64), penalty kappa = ``ridge`` * trace(X^T X) / (d + 1)
+    (computed once on the whole batch, so every left-out fit uses the same penalty), the hat matrix
+    H = X (X^T X + kappa I)^-1 X^T and residuals R = Y - H Y of the one-hot targets Y [n, num_classes], the
+    leave-one-out residual of example i is R_i / (1 - H_ii) (the PRESS identity of linear smoothers; Allen
+    1974, Hastie et al. ESL §7.10). Returns mean_i ||R_i / (1 - H_ii)||^2: how linearly separable the classes
+    are in these features, with no fitted head to go stale.
+
+    Args:
+        features: shape [n, d], any float dtype, n >= 2.
+        labels: shape [n], int64 class indices in [0, num_classes).
+        num_classes: C >= 2.
+        ridge: relative penalty, > 0.
+
+    Raises:
+        ValueError: n < 2, mismatched lengths, or ridge <= 0.
+    """
+    n = int(features.shape[0])
+    if n < 2 or labels.shape[0] != n or not ridge > 0:
+        raise ValueError(f"ridge_loo_error needs n >= 2 matching labels and ridge > 0, got n={n}, "
+                         f"{labels.shape[0]} labels, ridge={ridge}")
+    x = torch.cat([features.detach().double(), torch.ones(n, 1, dtype=torch.float64, device=features.device)], 1)
+    y = F.one_hot(labels, num_classes).double()
+    gram = x.T @ x
+    kappa = ridge * float(torch.trace(gram)) / gram.shape[0]
+    solve = torch.linalg.solve(gram + kappa * torch.eye(gram.shape[0], dtype=torch.float64, device=x.device), x.T)
+    hat = x @ solve
+    residual = y - hat @ y
+    loo = residual / (1.0 - torch.diagonal(hat))[:, None]
+    return float((loo**2).sum(dim=1).mean())
+
+
 class ProbeFeedback:
     """Feedback set of probe heads on a labelled image split; eval on a disjoint split.
 
@@ -157,15 +195,22 @@ class ProbeFeedback:
         fit_steps: head refit steps per fresh feedback batch (>= 0); eval_fit_steps: steps of the eval probe.
         head_lr: Adam learning rate of the heads, > 0.
         eval_chunk: images per no-grad forward in :meth:`evaluate`.
+        probe_metric: what :meth:`metric` (the ``metric_gain`` reward) measures on a batch: ``"accuracy"``
+            (default: the current heads' classification accuracy) or ``"ridge_loo"`` (head-free: minus the
+            leave-one-out squared error of a ridge probe fit on the batch's own features, :func:`ridge_loo_error`).
 
     Raises:
-        ValueError: empty splits, mismatched classes or image shapes, sizes out of range.
+        ValueError: empty splits, mismatched classes or image shapes, sizes out of range, an unknown
+            ``probe_metric``.
     """
 
     metric_name = "probe_accuracy"
 
     def __init__(self, feedback: ImageSet, eval: ImageSet, *, feature_dim: int, batch_size: int, probe_size: int,
-                 fit_steps: int = 10, eval_fit_steps: int = 100, head_lr: float = 0.05, eval_chunk: int = 512) -> None:
+                 fit_steps: int = 10, eval_fit_steps: int = 100, head_lr: float = 0.05, eval_chunk: int = 512,
+                 probe_metric: str = "accuracy") -> None:
+        if probe_metric not in PROBE_METRICS:
+            raise ValueError(f"probe_metric={probe_metric!r} is not accepted; choose one of {PROBE_METRICS}")
         if len(feedback) < 1 or len(eval) < 1:
             raise ValueError(f"feedback and eval splits must be non-empty, got {len(feedback)} and {len(eval)} images")
         if feedback.class_names != eval.class_names or feedback.images.shape[1:] != eval.images.shape[1:]:
@@ -188,6 +233,9 @@ class ProbeFeedback:
         self.batch_size, self.probe_size = batch_size, probe_size
         self.fit_steps, self.eval_fit_steps = fit_steps, eval_fit_steps
         self.head_lr, self.eval_chunk = head_lr, eval_chunk
+        self.probe_metric = probe_metric
+        if probe_metric == "ridge_loo":
+            self.metric_name = "ridge_loo"
         self._g: torch.Generator | None = None
         self._probe: ProbeBatch | None = None
 
@@ -242,9 +290,13 @@ class ProbeFeedback:
 
     @torch.no_grad()
     def metric(self, learner, batch: ProbeBatch) -> float:
-        """Classification accuracy of the current heads on the batch, in [0, 1]."""
-        self.heads.to(learner.device)
+        """Higher is better. ``probe_metric="accuracy"``: classification accuracy of the current heads on the
+        batch, in [0, 1]. ``"ridge_loo"``: ``-ridge_loo_error(cls features, labels)``, in [-inf, 0] (no heads:
+        a function of the learner's state alone)."""
         cls, _ = learner.features(batch.images)
+        if self.probe_metric == "ridge_loo":
+            return -ridge_loo_error(cls, batch.labels.to(cls.device), self.num_classes)
+        self.heads.to(learner.device)
         return float((self.heads.classify(cls).argmax(-1).cpu() == batch.labels).float().mean())
 
     def _features(self, learner, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
