@@ -109,18 +109,18 @@ def table(report: dict[str, Any]) -> str:
     credit = report.get("counterfactual", {}).get("summary", {})
     calib = report.get("counterfactual", {}).get("calibration", {})
     policies = dict(report.get("policy_ranking", {}).get("spearman", {}))
-    # the env's own reward (step's), scored along the policies: shown under its mode
-    own = str(report.get("kwargs", {}).get("reward") or ENV_IDS[report["env_id"]].rewards[0])
-    if "reward" in policies:
-        policies.setdefault(own, policies["reward"])
     ranking = report.get("policy_ranking", {})
     by_metric = dict(ranking.get("spearman_metric", {}))
-    if "reward" in by_metric:
-        by_metric.setdefault(own, by_metric["reward"])
+    if "reward" in policies:  # the env's own reward (step's), scored along the policies: shown under its mode
+        own = str(report.get("kwargs", {}).get("reward") or ENV_IDS[report["env_id"]].rewards[0])
+        for scores in (policies, by_metric):
+            if "reward" in scores:
+                scores.setdefault(own, scores["reward"])
     metric = ranking.get("metric", "metric")
     lines = ["| reward mode | mean Spearman (counterfactual) | best task found | calibration Pearson | slope | "
              f"policy ranking vs eval loss | policy ranking vs {metric} |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for m in MODES:
+    extra = [m for m in policies if m not in MODES and m != "reward"]
+    for m in (*MODES, *extra):  # a reward outside MODES (e.g. --reward metric_gain) shows its policy ranking only
         c = credit.get(m, {"mean_spearman": math.nan, "best_found": "n/a", "states": 0})
         cal = calib.get(m, {})
         found = f"{c['best_found']} of {c['states']}" if c["states"] else "n/a"

@@ -218,6 +218,11 @@ def test_cli_refuses_a_metric_the_env_does_not_report(capsys):
     assert module.primary_metric("vpt/LM-Domains-v1", "gsm8k/eval_pass@1") == ("gsm8k/eval_pass@1", True)
     assert module.primary_metric("vpt/LM-SoftTargets-v1", None) == ("eval_nll", False)
     assert module.primary_metric("vpt/Toy-Alignment-v0", None) is None  # its metric is the eval loss (c) ranks by
+    # an own reward outside the counterfactual modes (--reward metric_gain) gets its policy-ranking row
+    report = {"env_id": "vpt/SSL-Augment-v1", "kwargs": {"reward": "metric_gain"},
+              "policy_ranking": {"spearman": {"reward": 0.5}, "spearman_metric": {"reward": -0.25},
+                                 "metric": "probe_accuracy"}}
+    assert "| `metric_gain` | n/a | n/a | n/a | n/a | 0.50 | -0.25 |" in module.table(report)
     with pytest.raises(ValueError, match="'eval_images' is a count"):
         module.primary_metric("vpt/SSL-Augment-v2", "eval_images")
 
