@@ -147,16 +147,19 @@ def test_small_preset_passes_the_checkers(env_id: str) -> None:
 
 
 def test_ridge_loo_error_equals_explicit_leave_one_out_refits() -> None:
-    """The closed form (PRESS) against n explicit ridge fits, each without one example, same penalty."""
+    """The closed form (PRESS) against n explicit ridge fits, each without one example, same penalty and the
+    same (whole-batch) standardization; and the invariance the standardization buys."""
     import torch
 
     from vpt_gym.vision.feedback import ridge_loo_error
 
     g = torch.Generator().manual_seed(3)
     n, d, c = 20, 6, 3
-    features = torch.randn(n, d, generator=g)
+    features = torch.randn(n, d, generator=g) * torch.tensor([1.0, 5.0, 0.1, 2.0, 1.0, 30.0]) + 7.0
     labels = torch.randint(0, c, (n,), generator=g)
-    x = torch.cat([features.double(), torch.ones(n, 1, dtype=torch.float64)], 1)
+    f64 = features.double()
+    z = (f64 - f64.mean(0)) / f64.std(0, correction=0)
+    x = torch.cat([z, torch.ones(n, 1, dtype=torch.float64)], 1)
     y = torch.nn.functional.one_hot(labels, c).double()
     kappa = 0.5 * float(torch.trace(x.T @ x)) / (d + 1)
     errors = []
@@ -166,6 +169,18 @@ def test_ridge_loo_error_equals_explicit_leave_one_out_refits() -> None:
         w = torch.linalg.solve(xi.T @ xi + kappa * torch.eye(d + 1, dtype=torch.float64), xi.T @ yi)
         errors.append(float(((y[i] - x[i] @ w) ** 2).sum()))
     assert ridge_loo_error(features, labels, c, ridge=0.5) == pytest.approx(sum(errors) / n, rel=1e-10)
+    # per-dimension shift and positive rescaling change nothing; a constant dimension adds nothing
+    scaled = f64 * torch.tensor([1e-3, 10.0, 1.0, 0.5, 100.0, 2.0], dtype=torch.float64) - 4.0
+    assert ridge_loo_error(scaled, labels, c, ridge=0.5) == pytest.approx(sum(errors) / n, rel=1e-10)
+    padded = torch.cat([features, torch.full((n, 1), 3.0)], 1)
+    kappa_padded = 0.5 * float(torch.trace(x.T @ x)) / (d + 2)  # the constant (zeroed) dimension only moves kappa
+    errors_padded = []
+    for i in range(n):
+        keep = torch.arange(n) != i
+        w = torch.linalg.solve(x[keep].T @ x[keep] + kappa_padded * torch.eye(d + 1, dtype=torch.float64),
+                               x[keep].T @ y[keep])
+        errors_padded.append(float(((y[i] - x[i] @ w) ** 2).sum()))
+    assert ridge_loo_error(padded, labels, c, ridge=0.5) == pytest.approx(sum(errors_padded) / n, rel=1e-10)
     # features that carry the label are more separable than noise
     informative = torch.nn.functional.one_hot(labels, c).float() * 3 + 0.1 * features[:, :c]
     assert ridge_loo_error(informative, labels, c) < ridge_loo_error(features, labels, c)
