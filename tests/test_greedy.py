@@ -162,6 +162,62 @@ def test_value_gain_lookahead_is_the_probe_loss_drop_of_each_tasks_sgd_step():
     assert reward == pytest.approx(values[best], rel=1e-12)
 
 
+@pytest.mark.parametrize("reward", ["metric_gain", "alignment"])
+def test_metric_gain_lookahead_is_the_probe_metric_change_of_each_tasks_sgd_step(reward):
+    """value="metric_gain" on the toy (SGD): theta' = theta - lr g_pre(task), value = m(theta') - m(theta) with m the
+    fraction of coordinates within tolerance of the probe mean, by hand; charged like value_gain (one metric before
+    unless the env's reward already measures it); under the metric_gain reward the step's reward is its value."""
+    env = gym.make("vpt/Toy-Alignment-v0", budget=64, reward=reward)
+    base = env.unwrapped
+    env.reset(seed=1)
+    for _ in range(29):  # walk toward the probe mean until some coordinates sit near the tolerance
+        env.step(0)
+    theta = base.learner.module.theta.detach().clone()
+    target = base.feedback.probe_batch().y.mean(dim=0)
+    tol = base.feedback.world.config.tolerance
+
+    def m(t):
+        return float(((t - target).abs() < tol).double().mean())
+
+    ledger = dict(base.ledger.as_dict())
+    values = base.lookahead_values(value="metric_gain")
+    n = base.action_space.n
+    expected = []
+    for task in base.task_space.tasks:
+        g_pre = theta - base.task_space.samples(base.pending_batch, task).mean(dim=0)
+        expected.append(m(theta - base.learner.lr * g_pre) - m(theta))
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-12)
+    assert len(set(expected)) > 1  # a state where the tasks' steps cross the tolerance differently
+    assert torch.equal(base.learner.module.theta.detach(), theta)
+    after = base.ledger.as_dict()
+    assert after["feedback_forward"] - ledger["feedback_forward"] == n + (reward != "metric_gain")
+    assert after["lookahead_backward"] - ledger["lookahead_backward"] == n
+    assert after["learner_updates"] == ledger["learner_updates"]
+    if reward == "metric_gain":
+        assert base.lookahead_values() == pytest.approx(values, abs=0)  # the default follows the reward
+        best = int(np.argmax(values))
+        _, r, _, _, _ = env.step(best)
+        assert r == pytest.approx(values[best], abs=1e-12)
+
+
+def test_metric_gain_lookahead_with_the_ridge_probe_metric_is_each_tasks_reward():
+    """SSL (AdamW, EMA-free SimCLR learner of v2, tiny): under reward="metric_gain", probe_metric="ridge_loo" the
+    look-ahead value of every task equals the reward that task's real update then gets, taken from the same state
+    on a second env with the same seed (CPU, bitwise restore)."""
+    kwargs = dict(size="tiny", budget=8, reward="metric_gain", probe_metric="ridge_loo", device="cpu")
+    env = gym.make("vpt/SSL-Augment-v2", **kwargs)
+    env.reset(seed=1)
+    env.step(0)
+    values = env.unwrapped.lookahead_values()
+    assert np.isfinite(values).all() and np.ptp(values) > 0
+    for a in range(env.action_space.n):
+        twin = gym.make("vpt/SSL-Augment-v2", **kwargs)
+        twin.reset(seed=1)
+        twin.step(0)
+        _, r, _, _, _ = twin.step(a)
+        assert r == pytest.approx(values[a], rel=1e-9, abs=1e-12)
+
+
 def test_value_gain_lookahead_on_the_lm_env_is_each_tasks_value_gain_reward():
     """On the LM menu (AdamW) from an env whose reward is alignment: each look-ahead value equals the value_gain
     reward the same task earns when a value_gain env, replayed to the same state, takes it."""

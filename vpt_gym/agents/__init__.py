@@ -163,11 +163,11 @@ class GreedyDesigner:
     """Greedy look-ahead: each decision, the task with the largest predicted value at the current state.
 
     Calls :meth:`~vpt_gym.envs.task_design.TaskDesignEnv.lookahead_values` under the env's reward where the
-    look-ahead computes it (``preconditioned``, ``cosine``, ``value_gain``; else ``alignment``), with the cost
-    charged in the ledger (e.g. one backward to the alignment subset S per candidate task, or for ``value_gain``
-    one branch update and probe forward per task), and takes the argmax among unmasked tasks (ties: the lowest
-    index). For a ``Box`` action space the candidates are a grid with
-    ``grid_points`` values per dimension.
+    look-ahead computes it (``preconditioned``, ``cosine``, ``value_gain``, ``metric_gain``; else ``alignment``),
+    with the cost charged in the ledger (e.g. one backward to the alignment subset S per candidate task, or for
+    ``value_gain`` / ``metric_gain`` one branch update and probe forward (metric evaluation) per task), and
+    takes the argmax among unmasked tasks (ties: the lowest index). For a ``Box`` action space the candidates
+    are a grid with ``grid_points`` values per dimension.
 
     Source: the first-order value of V-Pretraining (arXiv 2601.22108, v2 Eq. 8-9), maximized greedily over
     the task menu instead of by a trained designer.

@@ -155,8 +155,9 @@ def ridge_loo_error(features: torch.Tensor, labels: torch.Tensor, num_classes: i
     invariant to a per-dimension shift and positive rescaling of the features, as a trained linear probe is.
     Without it the penalty shrinks low-variance dimensions that may carry the labels: measured on
     SSL-Augment-v1, raw-feature returns ranked the fixed tasks at -0.83 against the refit probe's accuracy.
-    With Z = the standardized features and X = [Z, 1] (shape [n, d + 1], float64), penalty kappa = ``ridge`` * trace(X^T X) / (d + 1)
-    (computed once on the whole batch, so every left-out fit uses the same penalty), the hat matrix
+    With Z = the standardized features and X = [Z, 1] (shape [n, d + 1], float64), penalty
+    kappa = ``ridge`` * trace(X^T X) / (d + 1) (computed once on the whole batch, so every left-out fit uses
+    the same penalty), the hat matrix
     H = X (X^T X + kappa I)^-1 X^T and residuals R = Y - H Y of the one-hot targets Y [n, num_classes], the
     leave-one-out residual of example i is R_i / (1 - H_ii) (the PRESS identity of linear smoothers; Allen
     1974, Hastie et al. ESL §7.10). Returns mean_i ||R_i / (1 - H_ii)||^2: how linearly separable the classes

@@ -465,13 +465,14 @@ class TaskDesignEnv(gym.Env):
         ``cos(g_down,S, g_pre,S(task))``, the ``cosine`` reward exactly (V-Pretraining v2 Eq. 9 normalized).
         With ``value="value_gain"`` each action's real update is taken on a copy of the learner
         (:meth:`counterfactual`) and the drop of L_down on the fixed probe batch is measured: the
-        ``value_gain`` reward of that action exactly (a diverged update reads ``-inf``). The learner is not
-        changed.
+        ``value_gain`` reward of that action exactly (a diverged update reads ``-inf``); with
+        ``value="metric_gain"`` likewise the change of the feedback metric on the probe batch, the
+        ``metric_gain`` reward exactly. The learner is not changed.
 
         Args:
             actions: actions to evaluate (default: every task of a ``Discrete`` menu, in index order).
             value: a name in :data:`LOOKAHEAD_VALUES`; default: the env's reward when it is
-                ``"preconditioned"``, ``"cosine"`` or ``"value_gain"``, else ``"alignment"``.
+                ``"preconditioned"``, ``"cosine"``, ``"value_gain"`` or ``"metric_gain"``, else ``"alignment"``.
 
         Returns:
             shape [num_actions], float64, unit of L_down (e.g. nats/token; ``cosine``: none).
@@ -488,7 +489,9 @@ class TaskDesignEnv(gym.Env):
             backward and an optimizer step (``lookahead_forward``, ``lookahead_backward``) and a probe forward
             (``feedback_forward``, its examples and tokens; one more for the loss before when the env's reward
             is not ``value_gain``), plus one forward to rebuild the pending update's graph where the forward
-            does not depend on the task.
+            does not depend on the task. ``metric_gain``: the same with a metric evaluation of the probe batch
+            in place of the probe forward (one more for the metric before when the env's reward is not
+            ``metric_gain``).
 
         Raises:
             RuntimeError: before ``reset`` or after the episode ended.
@@ -508,7 +511,8 @@ class TaskDesignEnv(gym.Env):
             actions = list(range(cast(spaces.Discrete, self.action_space).n))
         tasks = [self.task_space.task(self._resolve_action(a)[0]) for a in actions]
         return self.lookahead.values(
-            tasks, value, lambda: self.counterfactual(actions, measure=_no_measure, probe_loss=True)[1])
+            tasks, value, lambda: self.counterfactual(actions, measure=_no_measure, probe_loss=value == "value_gain",
+                                                      probe_metric=value == "metric_gain")[1])
 
     # --------------------------------------------------------------------------------------------- reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -669,7 +673,7 @@ class TaskDesignEnv(gym.Env):
 
     # ----------------------------------------------------------------------------------- counterfactuals
     def counterfactual(self, actions: Sequence[Any] | None = None, *, measure: Callable[[Any], float],
-                       probe_loss: bool = False) -> tuple[float, list[Branch]]:
+                       probe_loss: bool = False, probe_metric: bool = False) -> tuple[float, list[Branch]]:
         """Counterfactual credit: each action's real update on the pending batch, measured, then undone.
 
         For each action the learner (weights, optimizer state, BatchNorm statistics, EMA teacher and centre:
@@ -686,6 +690,7 @@ class TaskDesignEnv(gym.Env):
                 under ``torch.no_grad``.
             probe_loss: also measure L_down on the fixed probe batch before and after each update (fills
                 ``probe_loss_before``/``_after`` of the outcomes, as the ``value_gain`` reward reads them).
+            probe_metric: likewise the feedback metric (``metric_before``/``_after``, as ``metric_gain`` reads them).
 
         Returns:
             ``(measured_before, branches)``: ``measure`` at the current state and one :class:`Branch` per
@@ -717,8 +722,11 @@ class TaskDesignEnv(gym.Env):
         with torch.no_grad():
             before = float(measure(self.learner))
         force_probe = probe_loss and not self.value_estimator.needs_probe_loss
+        force_metric = probe_metric and not self.value_estimator.needs_probe_metric
         if force_probe:
             probe.loss = probe.measure(self.feedback.loss)
+        if force_metric:
+            probe.metric = probe.measure(self.feedback.metric)
         start = (probe.loss, probe.metric)
         branches: list[Branch] = []
         try:
@@ -730,7 +738,7 @@ class TaskDesignEnv(gym.Env):
                 probe.loss, probe.metric = start  # each branch's probe "before" is the current state's
                 self.pending.rebuild_graph()  # the pending graph is spent by each branch's backward
                 task = self.task_space.task(action)
-                applied = self._apply(task, probe_loss=force_probe)
+                applied = self._apply(task, probe_loss=force_probe, probe_metric=force_metric)
                 with torch.no_grad():
                     after = float(measure(self.learner))
                 branches.append(Branch(action=action, task=task.name,
@@ -747,7 +755,8 @@ class TaskDesignEnv(gym.Env):
         return before, branches
 
     # ------------------------------------------------------------------------------------------ internals
-    def _apply(self, task: Task, *, probe_loss: bool = False) -> tuple[GradientStats, UpdateOutcome] | None:
+    def _apply(self, task: Task, *, probe_loss: bool = False,
+               probe_metric: bool = False) -> tuple[GradientStats, UpdateOutcome] | None:
         """One real learner update of ``task`` on the pending batch, with its outcome; None on divergence
         (a non-finite loss or gradient: nothing is applied). The ledger counts the update's passes."""
         est = self.value_estimator
@@ -774,7 +783,7 @@ class TaskDesignEnv(gym.Env):
         self._ledger.examples += int(batch.num_examples)
         self._ledger.tokens += int(batch.num_tokens)
         outcome = self.probe.outcome(stats, std_alignment, preconditioned=preconditioned, step_value=step_value,
-                                     probe_loss=probe_loss)
+                                     probe_loss=probe_loss, probe_metric=probe_metric)
         return stats, outcome
 
     def _budget_spent(self) -> bool:

@@ -237,16 +237,17 @@ class FeedbackProbe:
         return value
 
     def outcome(self, stats: GradientStats, std_alignment: float | None, *, preconditioned: float | None = None,
-                step_value: float | None = None, probe_loss: bool = False) -> UpdateOutcome:
+                step_value: float | None = None, probe_loss: bool = False,
+                probe_metric: bool = False) -> UpdateOutcome:
         """The :class:`~vpt_gym.value.UpdateOutcome` of an update just applied: the probe measured after it
-        where the estimator needs it (or ``probe_loss``), the state's values becoming the "before" of the
-        next update."""
+        where the estimator needs it (or ``probe_loss`` / ``probe_metric`` asks), the state's values becoming
+        the "before" of the next update."""
         est = self.estimator
         before_loss = after_loss = before_metric = after_metric = None
         if est.needs_probe_loss or probe_loss:
             before_loss, after_loss = self.loss, self.measure(self.feedback.loss)
             self.loss = after_loss
-        if est.needs_probe_metric:
+        if est.needs_probe_metric or probe_metric:
             before_metric, after_metric = self.metric, self.measure(self.feedback.metric)
             self.metric = after_metric
         return UpdateOutcome(

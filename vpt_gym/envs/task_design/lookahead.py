@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from vpt_gym.envs.task_design.pending import PendingUpdate
     from vpt_gym.value import Branch, ValueEstimator
 
-LOOKAHEAD_VALUES = ("alignment", "preconditioned", "cosine", "value_gain")
+LOOKAHEAD_VALUES = ("alignment", "preconditioned", "cosine", "value_gain", "metric_gain")
 """The values :meth:`Lookahead.values` (``TaskDesignEnv.lookahead_values``) computes."""
-_FOLLOWS_REWARD = ("preconditioned", "cosine", "value_gain")
+_FOLLOWS_REWARD = ("preconditioned", "cosine", "value_gain", "metric_gain")
 """Reward modes whose own value the look-ahead computes by default (else ``alignment``)."""
 
 
@@ -130,9 +130,9 @@ class Lookahead:
         Args:
             tasks: the tasks of the actions asked for.
             value: a name in :data:`LOOKAHEAD_VALUES` (checked by the env).
-            branches: for ``value_gain``: each action's real update on a copy of the learner
-                (``TaskDesignEnv.counterfactual`` with the probe loss; it restores the ledger, the passes are
-                charged here).
+            branches: for ``value_gain`` / ``metric_gain``: each action's real update on a copy of the learner
+                (``TaskDesignEnv.counterfactual`` with the probe loss / metric; it restores the ledger, the
+                passes are charged here).
 
         Returns:
             shape [len(tasks)], float64, unit of L_down (``cosine``: none).
@@ -141,28 +141,34 @@ class Lookahead:
         precondition = self._preconditioner() if value == "preconditioned" else None
         if value == "cosine":
             return np.asarray([self.task_value(task, cosine=True) for task in tasks], dtype=np.float64)
-        if value == "value_gain":
-            return self._value_gain(branches())
+        if value in ("value_gain", "metric_gain"):
+            return self._measured_gain(branches(), metric=value == "metric_gain")
         if self.linear_values is not None and self.forward_mode_lookahead and not self.matched:
             self._ledger.lookahead_forward += 1
             tangent = _times(precondition, self.feedback_gradient.g_down)
             return lr * self.linear_values(self.learner, self.pending.batch, self.pending.outputs, tangent, tasks)
         return np.asarray([self.task_value(task, precondition) for task in tasks], dtype=np.float64)
 
-    def _value_gain(self, branches: Sequence[Branch]) -> np.ndarray:
-        """The ``value_gain`` of each branch (its real update's probe-loss drop); the branches' passes charged."""
+    def _measured_gain(self, branches: Sequence[Branch], *, metric: bool) -> np.ndarray:
+        """Each branch's ``value_gain`` (its real update's probe-loss drop) or, with ``metric``, its
+        ``metric_gain`` (the probe metric's change); the branches' passes charged."""
         n = len(branches)
         self._ledger.lookahead_forward += n + (0 if self.task_dependent else 1)
         self._ledger.lookahead_backward += n
-        before = 0 if self.value_estimator.needs_probe_loss else 1  # else the loss before is measured too
+        known = self.value_estimator.needs_probe_metric if metric else self.value_estimator.needs_probe_loss
+        before = 0 if known else 1  # else the value before is measured too
         self._ledger.feedback_forward += n + before
         probe = self.feedback.probe_batch()
         for _ in range(n + before):
             charge_feedback_data(self._ledger, probe)
-        values = [-np.inf if b.outcome is None else  # the branches measured the probe loss before and after
-                  float(np.clip(cast(float, b.outcome.probe_loss_before) - cast(float, b.outcome.probe_loss_after),
-                                -REWARD_CLIP, REWARD_CLIP))
-                  for b in branches]
+        values = []
+        for b in branches:  # the branches measured the probe loss (metric) before and after
+            if b.outcome is None:
+                values.append(-np.inf)
+                continue
+            gain = (cast(float, b.outcome.metric_after) - cast(float, b.outcome.metric_before) if metric else
+                    cast(float, b.outcome.probe_loss_before) - cast(float, b.outcome.probe_loss_after))
+            values.append(float(np.clip(gain, -REWARD_CLIP, REWARD_CLIP)))
         return np.asarray(values, dtype=np.float64)
 
     def _preconditioner(self) -> list[torch.Tensor] | None:
