@@ -308,3 +308,48 @@ def test_ssl_base_curve_starts_at_the_random_init_and_refuses_bad_input(tmp_path
         with pytest.raises(SystemExit, match=match):
             curve.main(["--size", "tiny", "--json", str(tmp_path / "bad.json"), *bad])
     assert not (tmp_path / "bad.json").exists()
+
+
+@needs("vision")
+def test_probe_resolution_recomputes_the_leaderboard_probe_and_its_closed_forms(tmp_path) -> None:
+    """The probe-resolution script (machinery, no thresholds): at n = the whole feedback split its held-out
+    probe accuracy is the episode's own ``probe_accuracy``; its ridge LOO accuracy equals n explicit ridge refits
+    without each example; the cache makes a second call read the features instead of running episodes; bad
+    input exits before any work."""
+    import torch
+
+    module = _script("probe_resolution")
+    cache, out = tmp_path / "cache", tmp_path / "res.json"
+    argv = ["--env", "vpt/SSL-Augment-v1", "--size", "tiny", "--budget", "2", "--seeds", "0", "--sizes", "8",
+            "100000", "--cache", str(cache), "--json", str(out)]
+    report = module.main(argv)
+    assert json.loads(out.read_text())["summary"] == report["summary"]
+    full = max(int(k.split("@")[1]) for k in report["summary"])
+    for row in report["rows"].values():
+        assert row["metrics"][f"heldout_accuracy@{full}"] == [pytest.approx(row["probe_accuracy"][0], abs=1e-7)]
+    assert len(list(cache.glob("*.pt"))) == len(report["rows"])
+    again = module.main(argv[:-2])  # from the cache: same rows
+    assert again["rows"] == report["rows"]
+
+    g = torch.Generator().manual_seed(5)
+    n, d, c = 16, 5, 3
+    x = torch.randn(n, d, generator=g, dtype=torch.float64) * 3 + 1
+    y = torch.randint(0, c, (n,), generator=g)
+    z = (x - x.mean(0)) / x.std(0, correction=0)
+    xb = torch.cat([z, torch.ones(n, 1, dtype=torch.float64)], 1)
+    onehot = torch.nn.functional.one_hot(y, c).double()
+    kappa = 0.3 * float(torch.trace(xb.T @ xb)) / (d + 1)
+    hits = 0
+    for i in range(n):
+        keep = torch.arange(n) != i
+        w = torch.linalg.solve(xb[keep].T @ xb[keep] + kappa * torch.eye(d + 1, dtype=torch.float64),
+                               xb[keep].T @ onehot[keep])
+        hits += int(int((xb[i] @ w).argmax()) == int(y[i]))
+    assert module.ridge_loo_accuracy(x, y, c, 0.3) == pytest.approx(hits / n, abs=1e-12)
+
+    for bad, match in ((["--env", "vpt/LM-Domains-v1"], "not an SSL id with a task menu"),
+                       (["--sizes", "2"], "--sizes must each be >= 4"),
+                       (["--ridge", "0"], "--ridge must be > 0, got 0.0")):
+        with pytest.raises(SystemExit, match=match):
+            module.main(["--size", "tiny", "--json", str(tmp_path / "bad.json"), *bad])
+    assert not (tmp_path / "bad.json").exists()
