@@ -347,8 +347,10 @@ _CARD_ARGS = """
             probe forward per update.
         probe_metric: what ``metric_gain`` measures on the probe batch: ``"accuracy"`` (default: the current
             heads') or ``"ridge_loo"`` (head-free: minus the leave-one-out error of a closed-form ridge probe on
-            the batch's features, :func:`vpt_gym.vision.feedback.ridge_loo_error`; a function of the learner's
-            state, so an episode's return is its total change). Opt-in: no default reward reads it.
+            the batch's standardized features, :func:`vpt_gym.vision.feedback.ridge_loo_error`; a function of
+            the learner's state, so an episode's return is its total change). Opt-in: no default reward reads
+            it; on 256 images it ranks SSL-Augment-v1's fixed tasks at 0.09 against the leaderboard's probe
+            accuracy (README "Reward validity", ``benchmarks/probe_resolution.py``).
         mask_families, keep_ratios, blur_sigma: the mask menu (``vpt/SSL-Mask-v0``).
         model: ``size="paper"`` only: local path or hub id of a ``transformers`` ViT-style ``AutoModel``.
         cache: folder of cached base checkpoints (default ``$VPT_GYM_CACHE`` or ``~/.cache/vpt_gym``).
