@@ -167,6 +167,34 @@ def test_a_grown_suite_reuses_the_unchanged_rows_of_its_earlier_version(tmp_path
         run_suite(v2, out, reuse=out, progress=False)
 
 
+def test_sb3_designers_train_with_the_episodes_thread_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bench trains a suite's SB3 designer in its own process under ``torch_threads`` (not torch's default,
+    which takes every core beside the running workers) and restores the process's count; the episodes then
+    load the trained run folder."""
+    pytest.importorskip("stable_baselines3", reason="needs the sb3 extra: pip install 'vpt-gym[sb3]'")
+    import torch
+
+    import vpt_gym.agents.sb3 as sb3
+
+    real_train, seen = sb3.train, []
+
+    def recording_train(*args, **kwargs):  # the real training, noting the thread count it runs under
+        seen.append(torch.get_num_threads())
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(sb3, "train", recording_train)
+    suite = parse_suite(toy_suite(seeds=[0], designers=[
+        {"name": "sb3", "label": "ppo", "train": {"algo": "ppo", "timesteps": 128, "seed": 1000}}]))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rows = run_suite(suite, tmp_path / "r.jsonl", progress=False, torch_threads=1)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+    assert len(rows) == 1 and rows[0]["designer_name"].startswith("sb3:") and rows[0]["torch_threads"] == 1
+
+
 def test_runner_refuses_another_suite_version_and_bad_arguments(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     run_suite(parse_suite(toy_suite(seeds=[0], designers=["fixed"])), out, progress=False)

@@ -177,9 +177,14 @@ def _sb3_run_dir(out: Path, designer: DesignerEntry, env_id: str) -> Path:
     return out.parent / f"{out.stem}.agents" / designer.label / slug
 
 
-def _train_sb3(suite: Suite, designer: DesignerEntry, env_id: str, out: Path, progress: bool) -> Path:
-    """Train (once) the SB3 agent of ``designer`` on ``env_id``; a finished run folder is reused."""
+def _train_sb3(suite: Suite, designer: DesignerEntry, env_id: str, out: Path, progress: bool,
+               threads: int = 1) -> Path:
+    """Train (once) the SB3 agent of ``designer`` on ``env_id`` with ``threads`` torch threads (the episodes'
+    count, so training beside running workers does not take more cores than asked); a finished run folder is
+    reused."""
     import json
+
+    import torch
 
     from vpt_gym.agents.sb3 import train
 
@@ -192,10 +197,15 @@ def _train_sb3(suite: Suite, designer: DesignerEntry, env_id: str, out: Path, pr
         if (saved.get("algo"), saved.get("timesteps"), saved.get("seed"), saved.get("env_kwargs")) == (
                 designer.train.algo, designer.train.timesteps, designer.train.seed, env_kwargs):
             return folder
-    log.info("training %s (%s, %d decisions) on %s", designer.label, designer.train.algo,
-             designer.train.timesteps, env_id)
-    return train(env_id, designer.train.algo, designer.train.timesteps, designer.train.seed, folder,
-                 env_kwargs=env_kwargs, progress=progress, overrides=dict(designer.train.hyperparameters))
+    log.info("training %s (%s, %d decisions, %d torch threads) on %s", designer.label, designer.train.algo,
+             designer.train.timesteps, threads, env_id)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return train(env_id, designer.train.algo, designer.train.timesteps, designer.train.seed, folder,
+                     env_kwargs=env_kwargs, progress=progress, overrides=dict(designer.train.hyperparameters))
+    finally:
+        torch.set_num_threads(previous)
 
 
 def plan(suite: Suite, *, designers: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
@@ -348,7 +358,8 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
         workers: episodes run at once, >= 1 (``1`` and backend local: in this process).
         backend: ``"local"`` (worker processes, ``forkserver`` where available else ``spawn``) or ``"ray"``
             (Ray tasks; ``RAY_ADDRESS`` selects a cluster, else a local instance with ``workers`` CPUs).
-        torch_threads: torch threads per episode (default: cores // workers, at least 1).
+        torch_threads: torch threads per episode, and of the training of the suite's SB3 designers in this
+            process (default: cores // workers, at least 1).
         progress: a tqdm bar over episodes (done / total, time left).
         reuse: a results file of an earlier version of this suite: its rows that :func:`reuse_rows` takes over
             are appended to ``out`` first (those of the planned episodes not already there), so only new
@@ -387,7 +398,7 @@ def run_suite(suite: Suite, out: str | Path, *, designers: Sequence[str] | None 
     quiet_workers = _notice_data_fallback(todo)
     log.info("%s: %d episodes, %d already in %s, %d to run", suite.name, len(specs), len(specs) - len(todo), out,
              len(todo))
-    todo = _point_at_trained_sb3(suite, todo, out, progress)
+    todo = _point_at_trained_sb3(suite, todo, out, progress, threads)
     bar = tqdm(total=len(todo), desc=f"bench {suite.name}", unit="episode", disable=not progress, file=sys.stderr)
 
     def done(row: dict[str, Any]) -> None:
@@ -431,14 +442,16 @@ def _unfinished(suite: Suite, specs: Sequence[EpisodeSpec], out: Path) -> list[E
     return [s for s in specs if s.key() not in finished]
 
 
-def _point_at_trained_sb3(suite: Suite, todo: list[EpisodeSpec], out: Path, progress: bool) -> list[EpisodeSpec]:
-    """Train the suite's SB3 designers that ``todo`` needs (in this process); their specs then load the run folder."""
+def _point_at_trained_sb3(suite: Suite, todo: list[EpisodeSpec], out: Path, progress: bool,
+                          threads: int = 1) -> list[EpisodeSpec]:
+    """Train the suite's SB3 designers that ``todo`` needs (in this process, with ``threads`` torch threads);
+    their specs then load the run folder."""
     for d in suite.designers:
         if d.train is None:
             continue
         for env in suite.envs:
             if d.runs_on(env.id) and any(s.designer == d.label and s.env_id == env.id for s in todo):
-                folder = _train_sb3(suite, d, env.id, out, progress)
+                folder = _train_sb3(suite, d, env.id, out, progress, threads)
                 todo = [replace(s, designer_name=f"sb3:{folder.resolve()}")
                         if s.designer == d.label and s.env_id == env.id else s for s in todo]
     return todo
