@@ -305,6 +305,19 @@ class DomainMatchedFeedback(Protocol):
 
 
 @runtime_checkable
+class FeedbackValidation(Protocol):
+    """A feedback set that scores a whole learner state on its feedback split alone (the eval split unread).
+
+    Used by designers that choose among whole training runs (:class:`vpt_gym.agents.selection.
+    SelectFixedDesigner`): a validation score, like a held-out score but computed on the designer's own
+    labelled data, so choosing by it never reads the eval split.
+    """
+
+    def validation_score(self, learner: Any) -> float:
+        """Higher is better; a deterministic function of the learner's state and the feedback split."""
+
+
+@runtime_checkable
 class SubsetOnlyGradients(Protocol):
     """A learner that can stop the feedback backward at S (no autograd graph below the subset)."""
 

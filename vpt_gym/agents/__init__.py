@@ -20,6 +20,7 @@ from vpt_gym.agents.bandits import (  # bandits imports nothing from this module
     ThompsonSamplingDesigner,
     UCB1Designer,
 )
+from vpt_gym.agents.selection import SelectFixedDesigner  # imports nothing from this module
 
 
 @runtime_checkable
@@ -262,6 +263,7 @@ DESIGNERS: dict[str, Callable[..., Designer]] = {
     EXP3Designer.name: EXP3Designer,
     ThompsonSamplingDesigner.name: ThompsonSamplingDesigner,
     DiscountedUCBDesigner.name: DiscountedUCBDesigner,
+    SelectFixedDesigner.name: SelectFixedDesigner,
     "vpretraining": _vpretraining,
     "vpretraining_random_feedback": _vpretraining_random_feedback,
 }

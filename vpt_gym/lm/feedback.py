@@ -447,26 +447,38 @@ class GSM8KFeedback:
             [self._feedback_answers[index] for index in indices],
         )
 
-    def eval_loss(self, learner: Learner) -> float:
-        """Solution NLL on the first ``eval_items`` eval problems (nats per answer token, >= 0): the
-        ``eval_nll`` of :meth:`evaluate` without the decoding. Under ``torch.no_grad`` in eval mode."""
+    def _split_nll(self, learner: Learner, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   labels: torch.Tensor) -> float:
+        """Solution NLL (nats per answer token) over the packed rows, ``generation_batch_size`` at a time."""
         module, device = learner.module, learner.device
         nll_total = 0.0
         count_total = 0
         with inference_mode(module):
-            for start in range(0, self.eval_items, self.generation_batch_size):
+            for start in range(0, int(input_ids.shape[0]), self.generation_batch_size):
                 rows = slice(start, start + self.generation_batch_size)
-                attention_mask = self._eval_attention_mask[rows]
-                width = int(attention_mask.sum(dim=1).max())
+                mask = attention_mask[rows]
+                width = int(mask.sum(dim=1).max())
                 nll_sum, count = answer_nll(
                     module,
-                    self._eval_input_ids[rows, :width].to(device),
-                    attention_mask[:, :width].to(device),
-                    self._eval_labels[rows, :width].to(device),
+                    input_ids[rows, :width].to(device),
+                    mask[:, :width].to(device),
+                    labels[rows, :width].to(device),
                 )
                 nll_total += float(nll_sum)
                 count_total += int(count)
         return nll_total / count_total
+
+    def eval_loss(self, learner: Learner) -> float:
+        """Solution NLL on the first ``eval_items`` eval problems (nats per answer token, >= 0): the
+        ``eval_nll`` of :meth:`evaluate` without the decoding. Under ``torch.no_grad`` in eval mode."""
+        return self._split_nll(learner, self._eval_input_ids, self._eval_attention_mask, self._eval_labels)
+
+    def validation_score(self, learner: Learner) -> float:
+        """Minus the solution NLL over the whole feedback split (nats per answer token, <= 0; higher is
+        better): :meth:`eval_loss`'s measure on the designer's own labelled problems, the eval split unread.
+        Implements :class:`~vpt_gym.core.FeedbackValidation`. Under ``torch.no_grad`` in eval mode; cost one
+        forward of the feedback split."""
+        return -self._split_nll(learner, self._input_ids, self._attention_mask, self._labels)
 
     def evaluate(self, learner: Learner) -> dict[str, float]:
         """Held-out metrics on the first ``eval_items`` problems of the eval split (fixed, deterministic).

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from vpt_gym.core import FeedbackSet, HeldOutLoss, Learner, Task
+from vpt_gym.core import FeedbackSet, FeedbackValidation, HeldOutLoss, Learner, Task
 from vpt_gym.utils import check_int, inference_mode
 
 
@@ -131,6 +131,17 @@ class HeldoutNLLFeedback:
     def eval_loss(self, learner: Learner) -> float:
         """Mean next-token NLL over the first ``eval_items`` eval windows (nats/token): ``eval_nll``."""
         return self.evaluate(learner)["eval_nll"]
+
+    def validation_score(self, learner: Learner) -> float:
+        """Minus the mean next-token NLL over every feedback window (nats/token, <= 0; higher is better): the
+        eval measure on the feedback split, the eval split unread (:class:`~vpt_gym.core.FeedbackValidation`)."""
+        total, count = 0.0, 0
+        with inference_mode(learner.module):
+            for start in range(0, self.num_feedback, 16):
+                ids = self.feedback_windows[start : start + 16]
+                total += float(window_nll(learner.module, ids.to(learner.device))) * ids[:, 1:].numel()
+                count += ids[:, 1:].numel()
+        return -total / count
 
     def evaluate(self, learner: Learner) -> dict[str, float]:
         """``{"eval_nll": mean NLL over the first eval_items eval windows (nats/token), "eval_items": M}``."""
@@ -272,6 +283,20 @@ class MultitaskFeedback:
             if not isinstance(task, HeldOutLoss):
                 raise TypeError(f"feedback task {name!r} ({type(task).__name__}) has no eval_loss()")
             total += self.weights[name] * float(task.eval_loss(learner))
+        return total
+
+    def validation_score(self, learner: Learner) -> float:
+        """sum_j omega_j validation_score_j (:class:`~vpt_gym.core.FeedbackValidation`; higher is better).
+
+        Raises:
+            TypeError: a task without ``validation_score`` (named).
+        """
+        total = 0.0
+        for name in self.task_names:
+            task = self.tasks[name]
+            if not isinstance(task, FeedbackValidation):
+                raise TypeError(f"feedback task {name!r} ({type(task).__name__}) has no validation_score()")
+            total += self.weights[name] * float(task.validation_score(learner))
         return total
 
     def evaluate(self, learner: Learner) -> dict[str, float]:
