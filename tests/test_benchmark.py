@@ -413,3 +413,27 @@ def test_ctrl_c_during_bench_leaks_no_semaphore(tmp_path: Path) -> None:
     assert proc.returncode == 130, f"rows at the end: {len(read_rows(out))}; " + stderr[-2000:]
     assert "rerun the same command to resume" in stderr
     assert "leaked" not in stderr, stderr[-2000:]
+
+
+def test_torch_threads_sets_the_count_and_restores_it_even_on_an_error() -> None:
+    """``vpt_gym.utils.torch_threads`` (episodes, replays and SB3 training run under it): the block sees the
+    count asked for, the previous count comes back after a normal exit and after an exception, ``None`` keeps
+    the current count, and a bad count is refused before anything changes."""
+    import torch
+
+    from vpt_gym.utils import torch_threads
+
+    before = torch.get_num_threads()
+    target = 2 if before == 1 else 1
+    with torch_threads(target) as count:
+        assert count == target == torch.get_num_threads()
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="inside"), torch_threads(target):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    with torch_threads(None) as count:
+        assert count == before
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads must be an integer >= 1"), torch_threads(bad):
+            pass
+        assert torch.get_num_threads() == before

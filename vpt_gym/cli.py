@@ -216,17 +216,12 @@ def _torch_threads(threads: int | None) -> Iterator[int]:
     Raises:
         SystemExit: ``threads`` < 1.
     """
-    import torch
+    from vpt_gym.utils import torch_threads
 
     if threads is not None and threads < 1:
         raise SystemExit(f"error: --threads must be >= 1, got {threads}")
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(threads) as count:
+        yield count
 
 
 def cmd_run(args: argparse.Namespace) -> int:

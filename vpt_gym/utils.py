@@ -21,6 +21,26 @@ CACHE_ENV_VAR = "VPT_GYM_CACHE"
 """Environment variable naming the cache folder (tokenizers and base checkpoints)."""
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Within the block torch uses ``threads`` CPU threads (its current count for ``None``); yields the count in
+    use and restores the previous count on exit, also on an exception. A CPU result reproduces bitwise only
+    at the same count, so episodes, replays and SB3 training each run under an explicit one.
+
+    Raises:
+        ValueError: ``threads`` not None and not an integer >= 1 (before anything changes).
+    """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an integer >= 1 or None, got {threads!r}")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
 def cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
     """The cache folder: ``path``, else ``$VPT_GYM_CACHE``, else ``~/.cache/vpt_gym`` (created)."""
     chosen = Path(path or os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "vpt_gym")

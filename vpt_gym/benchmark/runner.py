@@ -82,24 +82,20 @@ def run_spec(spec: EpisodeSpec) -> dict[str, Any]:
     import vpt_gym  # noqa: F401  (registers the ids in a fresh worker)
     from vpt_gym.agents import make_designer
     from vpt_gym.runner import run_episode
+    from vpt_gym.utils import torch_threads
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(spec.torch_threads)
-    try:
-        with data_environment(spec.data):
-            start = time.perf_counter()
-            env = gym.make(spec.env_id, **dict(spec.env_kwargs))
-            try:
-                designer = make_designer(spec.designer_name, env, **dict(spec.designer_kwargs))
-                build_s = time.perf_counter() - start
-                result = run_episode(env, designer, seed=spec.seed)
-                result["build_s"] = build_s
-                learner = getattr(env.unwrapped, "learner", None)
-                result["device"] = str(getattr(learner, "device", "cpu"))
-            finally:
-                env.close()
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(spec.torch_threads), data_environment(spec.data):
+        start = time.perf_counter()
+        env = gym.make(spec.env_id, **dict(spec.env_kwargs))
+        try:
+            designer = make_designer(spec.designer_name, env, **dict(spec.designer_kwargs))
+            build_s = time.perf_counter() - start
+            result = run_episode(env, designer, seed=spec.seed)
+            result["build_s"] = build_s
+            learner = getattr(env.unwrapped, "learner", None)
+            result["device"] = str(getattr(learner, "device", "cpu"))
+        finally:
+            env.close()
     row = {k: v for k, v in asdict(spec).items() if k not in ("designer_kwargs",)}
     row.update(result)
     row["designer"] = spec.designer  # the label (run_episode reports the designer's own name)
@@ -184,9 +180,8 @@ def _train_sb3(suite: Suite, designer: DesignerEntry, env_id: str, out: Path, pr
     reused."""
     import json
 
-    import torch
-
     from vpt_gym.agents.sb3 import train
+    from vpt_gym.utils import torch_threads
 
     assert designer.train is not None
     folder = _sb3_run_dir(out, designer, env_id)
@@ -199,13 +194,9 @@ def _train_sb3(suite: Suite, designer: DesignerEntry, env_id: str, out: Path, pr
             return folder
     log.info("training %s (%s, %d decisions, %d torch threads) on %s", designer.label, designer.train.algo,
              designer.train.timesteps, threads, env_id)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return train(env_id, designer.train.algo, designer.train.timesteps, designer.train.seed, folder,
                      env_kwargs=env_kwargs, progress=progress, overrides=dict(designer.train.hyperparameters))
-    finally:
-        torch.set_num_threads(previous)
 
 
 def plan(suite: Suite, *, designers: Sequence[str] | None = None, seeds: Sequence[int] | None = None,

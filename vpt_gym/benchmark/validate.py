@@ -101,12 +101,12 @@ def validate_row(row: dict[str, Any]) -> dict[str, Any]:
         ValueError: the row lacks a field needed for the replay (names it), or its data folder is not here.
     """
     import gymnasium as gym
-    import torch
 
     import vpt_gym  # noqa: F401
     from vpt_gym.agents import make_designer
     from vpt_gym.benchmark.runner import data_environment
     from vpt_gym.runner import run_episode
+    from vpt_gym.utils import torch_threads
 
     needed = ("env_id", "env_kwargs", "seed", "actions", "eval", "return", "designer_name")
     missing = [k for k in needed if k not in row]
@@ -114,25 +114,21 @@ def validate_row(row: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"row lacks {missing}; was it written by `vpt-gym bench`?")
     rtol = 0.0 if str(row.get("device", "cpu")).startswith("cpu") else GPU_RTOL
     data = _data_folder(row)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(row.get("torch_threads", previous)))
-    try:
-        with data_environment(data):
-            env = gym.make(row["env_id"], **row["env_kwargs"])
-            try:
-                discrete = isinstance(env.action_space, gym.spaces.Discrete)
-                replayable = all(isinstance(a, int) if discrete else isinstance(a, list) for a in row["actions"])
-                if replayable:
-                    designer: Designer = ReplayDesigner(list(row["actions"]))
-                    mode = "replay"
-                else:
-                    mode = "rerun"
-                    designer = make_designer(row["designer_name"], env, **row.get("designer_kwargs", {}))
-                result = run_episode(env, designer, seed=int(row["seed"]))
-            finally:
-                env.close()
-    finally:
-        torch.set_num_threads(previous)
+    recorded = row.get("torch_threads")
+    with torch_threads(None if recorded is None else int(recorded)), data_environment(data):
+        env = gym.make(row["env_id"], **row["env_kwargs"])
+        try:
+            discrete = isinstance(env.action_space, gym.spaces.Discrete)
+            replayable = all(isinstance(a, int) if discrete else isinstance(a, list) for a in row["actions"])
+            if replayable:
+                designer: Designer = ReplayDesigner(list(row["actions"]))
+                mode = "replay"
+            else:
+                mode = "rerun"
+                designer = make_designer(row["designer_name"], env, **row.get("designer_kwargs", {}))
+            result = run_episode(env, designer, seed=int(row["seed"]))
+        finally:
+            env.close()
     mismatches: dict[str, list] = {}
     if "theta0" in row and result["theta0"] != row["theta0"]:  # reported first: every other field follows it
         mismatches["theta0"] = [row["theta0"], result["theta0"]]
