@@ -9,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from extras import env_params
+from extras import env_params, needs
 
 from vpt_gym.agents import DESIGNERS, RandomDesigner
 from vpt_gym.envs import ENV_IDS
@@ -34,10 +34,18 @@ def test_the_suites_own_parts_conform(env_id: str) -> None:
     assert built.task_space is parts["task_space"] and built.budget.learner_updates == 3
 
 
-@pytest.mark.parametrize("name", sorted(n for n in DESIGNERS if not n.startswith("vpretraining")))
+@pytest.mark.parametrize("name", sorted(n for n in DESIGNERS if not n.startswith("vpretraining")
+                                         and n != "select_fixed"))
 def test_every_designer_conforms_on_the_toy(name: str) -> None:
-    """(The paper's designer needs the soft-target hook: it is checked on the LM env below.)"""
+    """(The paper's designer needs the soft-target hook: it is checked on the LM env below; ``select_fixed``
+    needs a feedback split to score runs on: on the SSL env.)"""
     check_designer(DESIGNERS[name], make_toy_env(budget=6))
+
+
+@needs("vision")
+def test_the_run_selection_designer_conforms_on_the_ssl_env(tmp_path) -> None:
+    env = gym.make("vpt/SSL-Augment-v1", size="tiny", budget=2, device="cpu")
+    check_designer(lambda e: DESIGNERS["select_fixed"](e, seeds=[1000], cache=tmp_path), env)
 
 
 def test_the_papers_designer_conforms_on_the_lm_env() -> None:
