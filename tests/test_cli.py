@@ -87,6 +87,13 @@ def test_bad_arguments_exit(args: list[str], tmp_path: Path) -> None:
     assert not (tmp_path / "x.json").exists()
 
 
+def test_device_on_the_toy_env_is_refused_not_ignored(tmp_path: Path) -> None:
+    """The toy runs on the CPU: ``--device cuda`` used to be dropped silently; now it is refused by name."""
+    with pytest.raises(SystemExit, match="--device do not apply to the toy env"):
+        main(["run", TOY, "--budget", "4", "--device", "cuda", "--out", str(tmp_path / "x.json"), "--no-progress"])
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_out_folder_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="folder"):
         main(["run", TOY, "--budget", "4", "--out", str(tmp_path), "--no-progress"])

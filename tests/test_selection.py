@@ -69,15 +69,20 @@ def test_probe_validation_score_is_the_two_fold_refit_accuracy_of_probe_resoluti
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_gsm8k_validation_score_is_minus_the_feedback_split_nll(data_dir) -> None:
-    """``GSM8KFeedback.validation_score`` is minus the token-mean answer NLL of the whole feedback split: the
-    env's own differentiable ``loss`` on one batch of every feedback problem gives the same number."""
-    env = gym.make("vpt/LM-SoftTargets-v1", size="tiny", budget=2, device="cpu", data=str(data_dir))
+def _lm_after_one_update(env_id: str, data_dir):
+    """(feedback set, learner in eval mode) of a tiny LM env after one update (seed 0)."""
+    env = gym.make(env_id, size="tiny", budget=2, device="cpu", data=str(data_dir))
     env.reset(seed=0)
     env.step(0)
     base = env.unwrapped
-    fb, learner = base.feedback, base.learner
-    learner.module.eval()
+    base.learner.module.eval()
+    return base.feedback, base.learner
+
+
+def test_gsm8k_validation_score_is_minus_the_feedback_split_nll(data_dir) -> None:
+    """``GSM8KFeedback.validation_score`` is minus the token-mean answer NLL of the whole feedback split: the
+    env's own differentiable ``loss`` on one batch of every feedback problem gives the same number."""
+    fb, learner = _lm_after_one_update("vpt/LM-SoftTargets-v1", data_dir)
     with torch.no_grad():
         nll = float(fb.loss(learner, fb._batch(torch.arange(fb.num_feedback))))
     assert fb.validation_score(learner) == pytest.approx(-nll, rel=1e-5)
@@ -87,12 +92,7 @@ def test_gsm8k_validation_score_is_minus_the_feedback_split_nll(data_dir) -> Non
 def test_domain_feedback_validation_score_is_the_weighted_feedback_nll(data_dir) -> None:
     """On LM-Domains the multitask score is sum_j omega_j of each feedback task's score, and each task's score
     is minus its ``loss`` on one batch of its whole feedback split (held-out text windows: the token mean)."""
-    env = gym.make("vpt/LM-Domains-v1", size="tiny", budget=2, device="cpu", data=str(data_dir))
-    env.reset(seed=0)
-    env.step(0)
-    base = env.unwrapped
-    fb, learner = base.feedback, base.learner
-    learner.module.eval()
+    fb, learner = _lm_after_one_update("vpt/LM-Domains-v1", data_dir)
     expected = 0.0
     with torch.no_grad():
         for name in fb.task_names:

@@ -44,3 +44,5 @@ def test_leaderboard_reports_builds_apart_and_cpu_seconds() -> None:
     text = render_markdown(boards(rows, reps=100), source="x.jsonl")
     assert "| median wall-clock s | median CPU s |" in text and "| 0.0 | 0.2 |" in text
     assert "Env and designer builds, not in the times above: at most 150.0 s per episode" in text
+    first = rows[0]["designer"]
+    assert f"at most 150.0 s per episode ({first}'s;" in text  # names the designer whose build it was

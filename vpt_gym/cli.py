@@ -175,15 +175,15 @@ def set_overrides(env_id: str, pairs: Sequence[str]) -> dict:
 def _env_kwargs(args: argparse.Namespace) -> dict:
     kwargs: dict = {"budget": args.budget, "reward": args.reward}
     if not args.env_id.startswith("vpt/Toy-"):
-        kwargs.update(size=args.size, device=args.device)
+        kwargs.update(size=args.size, device="auto" if args.device is None else args.device)
         if args.data is not None:  # a folder (made absolute), or a built-in data name (vision: mnist5k, digits)
             folder = Path(args.data).expanduser()
             kwargs["data"] = str(folder.resolve()) if folder.exists() else args.data
         if args.model is not None:
             kwargs["model"] = args.model
-    elif args.data is not None or args.model is not None or args.size is not None:
-        raise SystemExit(f"error: --data/--model/--size do not apply to the toy env {args.env_id} (it has no data "
-                         "or model); drop them")
+    elif args.data is not None or args.model is not None or args.size is not None or args.device is not None:
+        raise SystemExit(f"error: --data/--model/--size/--device do not apply to the toy env {args.env_id} (it has "
+                         "no data or model and runs on the CPU); drop them")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     kwargs.update(set_overrides(args.env_id, args.set))
     return kwargs
@@ -426,7 +426,8 @@ def _add_env_arguments(parser: argparse.ArgumentParser) -> None:
                         "hub when online, else the embedded reasoning-gym default); vision envs: mnist5k (default), "
                         "digits, or an ImageFolder path")
     parser.add_argument("--model", default=None, help="size=paper: local path or hub id of a causal LM")
-    parser.add_argument("--device", default="auto", help="learner device: auto | cpu | cuda")
+    parser.add_argument("--device", default=None, help="learner device: auto (default: CUDA when available) | cpu | "
+                        "cuda; not for the toy env, which runs on the CPU")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any other gymnasium.make keyword of the env (repeatable; VALUE is JSON, else a string), "
                         "e.g. --set eval_items=16 --set feedback_period=4")
@@ -495,7 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--plots-dir", default="", help="write the PNGs into this subfolder of --out (default: --out)")
     board.add_argument("--command-note", default=None, help="the command that regenerates the results (shown)")
     board.set_defaults(func=cmd_leaderboard)
-    validate = sub.add_parser("validate", help="replay rows of a results file and check their eval metrics")
+    validate = sub.add_parser("validate", help="replay rows of a results file and check their eval metrics",
+                              description="Replay rows of a results file and check their eval metrics. Each row "
+                              "is replayed with the torch thread count it recorded (torch_threads), as a bitwise "
+                              "CPU replay needs; there is no --threads option.")
     validate.add_argument("results", help="results JSONL written by `vpt-gym bench`")
     validate.add_argument("--row", type=int, default=None, help="only this row (0-based; default: all)")
     validate.set_defaults(func=cmd_validate)

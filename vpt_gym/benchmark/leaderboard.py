@@ -350,10 +350,13 @@ def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[
                 f"{d.step_equivalents_per_update:.2f} | {len(d.seeds)} | {d.diverged} | {d.wall_clock_s:.1f} | "
                 f"{_fmt_s(d.cpu_s)} |")
         lines.append("")
-        builds = [d.build_s for d in board.designers if math.isfinite(d.build_s)]
-        if builds:
-            lines += [f"Env and designer builds, not in the times above: at most {max(builds):.1f} s per episode "
-                      f"(the first episode of a worker process builds or loads the base checkpoint and data).", ""]
+        built = [d for d in board.designers if math.isfinite(d.build_s)]
+        if built:
+            top = max(built, key=lambda d: d.build_s)
+            lines += [f"Env and designer builds, not in the times above: at most {top.build_s:.1f} s per episode "
+                      f"({top.designer}'s; the first episode of a worker process builds or loads the base checkpoint "
+                      "and data, and a designer's own one-time work, such as select_fixed's run selection, is part "
+                      "of its build).", ""]
         for path in (plots or {}).get(board.env_id, []):
             lines += [f"![{Path(path).stem}]({path})", ""]
     for path in (plots or {}).get("", []):
