@@ -20,6 +20,7 @@ from vpt_gym.agents.bandits import (  # bandits imports nothing from this module
     ThompsonSamplingDesigner,
     UCB1Designer,
 )
+from vpt_gym.agents.constant import ConstantDesigner
 from vpt_gym.agents.selection import SelectFixedDesigner  # imports nothing from this module
 
 
@@ -40,7 +41,7 @@ class Designer(Protocol):
         """Learn from one transition (no-op for fixed designers)."""
 
 
-class FixedDesigner:
+class FixedDesigner(ConstantDesigner):
     """Always the env's standard task (one-hot NTP, default augmentations): plain continued pretraining.
 
     The matched-budget baseline every other designer is compared with.
@@ -51,15 +52,6 @@ class FixedDesigner:
     def __init__(self, env: gym.Env) -> None:
         base: Any = env.unwrapped  # a TaskDesignEnv (gym.Env.unwrapped is typed as the base Env)
         self.action = base.standard_action
-
-    def reset(self, seed: int | None = None) -> None:
-        return None
-
-    def act(self, observation: np.ndarray, info: dict[str, Any]) -> Any:
-        return self.action
-
-    def observe(self, action, reward, observation, terminated, truncated, info) -> None:
-        return None
 
 
 class RandomDesigner:

@@ -20,6 +20,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from vpt_gym.agents.constant import ConstantDesigner
+
 SELECTION_FORMAT = 1
 """Version of the cached selection record (bumped when what a record means changes)."""
 
@@ -109,7 +111,7 @@ def _check_env(env: gym.Env) -> None:
                         f"(vpt_gym.core.FeedbackValidation); {type(feedback).__name__} has none")
 
 
-class SelectFixedDesigner:
+class SelectFixedDesigner(ConstantDesigner):
     """Plays, at every decision, the menu task whose fixed-task training runs score best on the feedback split.
 
     Offline selection, as a hyperparameter search on a validation split: at construction, for every task of
@@ -158,15 +160,6 @@ class SelectFixedDesigner:
         self.selection = record
         self.action = int(record["selected"])
         self.cache_path = path
-
-    def reset(self, seed: int | None = None) -> None:
-        return None
-
-    def act(self, observation: np.ndarray, info: dict[str, Any]) -> Any:
-        return self.action
-
-    def observe(self, action, reward, observation, terminated, truncated, info) -> None:
-        return None
 
 
 def _read_record(path: Path, env_id: str, seeds: tuple[int, ...], num_tasks: int,

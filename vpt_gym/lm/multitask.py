@@ -135,23 +135,22 @@ class HeldoutNLLFeedback:
     def validation_score(self, learner: Learner) -> float:
         """Minus the mean next-token NLL over every feedback window (nats/token, <= 0; higher is better): the
         eval measure on the feedback split, the eval split unread (:class:`~vpt_gym.core.FeedbackValidation`)."""
-        total, count = 0.0, 0
-        with inference_mode(learner.module):
-            for start in range(0, self.num_feedback, 16):
-                ids = self.feedback_windows[start : start + 16]
-                total += float(window_nll(learner.module, ids.to(learner.device))) * ids[:, 1:].numel()
-                count += ids[:, 1:].numel()
-        return -total / count
+        return -self._windows_nll(learner, self.feedback_windows)
 
     def evaluate(self, learner: Learner) -> dict[str, float]:
         """``{"eval_nll": mean NLL over the first eval_items eval windows (nats/token), "eval_items": M}``."""
+        return {"eval_nll": self._windows_nll(learner, self.eval_windows), "eval_items": float(self.eval_items)}
+
+    @staticmethod
+    def _windows_nll(learner: Learner, windows: torch.Tensor) -> float:
+        """Token-mean next-token NLL (nats/token) of ``windows`` [N, L], 16 windows per no-grad forward."""
         total, count = 0.0, 0
         with inference_mode(learner.module):
-            for start in range(0, self.eval_items, 16):
-                ids = self.eval_windows[start : start + 16]
+            for start in range(0, int(windows.shape[0]), 16):
+                ids = windows[start : start + 16]
                 total += float(window_nll(learner.module, ids.to(learner.device))) * ids[:, 1:].numel()
                 count += ids[:, 1:].numel()
-        return {"eval_nll": total / count, "eval_items": float(self.eval_items)}
+        return total / count
 
 
 def normalized_weights(weights: Mapping[str, float]) -> dict[str, float]:
@@ -274,16 +273,21 @@ class MultitaskFeedback:
             raise ValueError(f"task {task.name!r} has no mixture weights; domain-matched alignment needs them")
         return {n: float(mixture.get(self.matched_domains[n], 0.0)) for n in self.task_names}
 
-    def eval_loss(self, learner: Learner) -> float:
-        """sum_j omega_j eval_loss_j: the ``eval_nll`` of :meth:`evaluate` without the decoding of tasks
-        that decode (GSM8K Pass@1). Raises: TypeError when a task has no ``eval_loss``."""
+    def _weighted(self, learner: Learner, protocol: type, method: str) -> float:
+        """sum_j omega_j task_j.<method>(learner), in task order. Raises: TypeError naming a task that does not
+        implement ``protocol``."""
         total = 0.0
         for name in self.task_names:
             task = self.tasks[name]
-            if not isinstance(task, HeldOutLoss):
-                raise TypeError(f"feedback task {name!r} ({type(task).__name__}) has no eval_loss()")
-            total += self.weights[name] * float(task.eval_loss(learner))
+            if not isinstance(task, protocol):
+                raise TypeError(f"feedback task {name!r} ({type(task).__name__}) has no {method}()")
+            total += self.weights[name] * float(getattr(task, method)(learner))
         return total
+
+    def eval_loss(self, learner: Learner) -> float:
+        """sum_j omega_j eval_loss_j: the ``eval_nll`` of :meth:`evaluate` without the decoding of tasks
+        that decode (GSM8K Pass@1). Raises: TypeError when a task has no ``eval_loss``."""
+        return self._weighted(learner, HeldOutLoss, "eval_loss")
 
     def validation_score(self, learner: Learner) -> float:
         """sum_j omega_j validation_score_j (:class:`~vpt_gym.core.FeedbackValidation`; higher is better).
@@ -291,13 +295,7 @@ class MultitaskFeedback:
         Raises:
             TypeError: a task without ``validation_score`` (named).
         """
-        total = 0.0
-        for name in self.task_names:
-            task = self.tasks[name]
-            if not isinstance(task, FeedbackValidation):
-                raise TypeError(f"feedback task {name!r} ({type(task).__name__}) has no validation_score()")
-            total += self.weights[name] * float(task.validation_score(learner))
-        return total
+        return self._weighted(learner, FeedbackValidation, "validation_score")
 
     def evaluate(self, learner: Learner) -> dict[str, float]:
         """Every task's held-out metrics as ``"<task>/<key>"`` and ``"eval_nll"`` = sum_j omega_j eval_nll_j."""
