@@ -155,7 +155,7 @@ def test_registry_fields_are_valid() -> None:
         assert isinstance(spec, EnvSpec) and spec.action in ACTION_KINDS, env_id  # a typed record, not prose
         assert dict(spec) == {f.name: getattr(spec, f.name) for f in dataclasses.fields(EnvSpec)}, env_id
         assert spec["rewards"] and set(spec["rewards"]) <= set(VALUE_ESTIMATORS), env_id
-        v1 = env_id.endswith(("-v1", "-v2"))  # README "Reward validity": v1 LM ids preconditioned, v1+ SSL value_gain
+        v1 = env_id.endswith(("-v1", "-v2", "-v3"))  # README "Reward validity": v1 LM ids preconditioned, v1+ SSL value_gain
         default = ("preconditioned" if v1 and env_id.startswith("vpt/LM-") else
                    "value_gain" if v1 and env_id.startswith("vpt/SSL-") else "alignment")
         assert spec["rewards"][0] == default, f"{env_id}: the default reward comes first"
@@ -342,7 +342,37 @@ def test_ssl_augment_v2_is_v1_with_simclr_and_its_own_small_preset() -> None:
     model_changed = {f.name: getattr(v2_small.model, f.name) for f in dataclasses.fields(v1_small.model)
                      if getattr(v1_small.model, f.name) != getattr(v2_small.model, f.name)}
     assert model_changed == {"objective": "simclr", "base_steps": 300, "base_lr": 1e-3}
-    assert [v.objective for v in SSL_VERSIONS.values()] == ["dino", "dino", "simclr"]
+    assert [v.objective for v in SSL_VERSIONS.values()] == ["dino", "dino", "simclr", "simclr"]
+
+
+def _rewards_and_eval(env: gym.Env, *, seed: int, actions: tuple[int, ...]) -> tuple[list[float], dict]:
+    env.reset(seed=seed)
+    steps = [env.step(action) for action in actions]
+    return [float(r) for _, r, *_ in steps], steps[-1][4]["eval"]
+
+
+@needs("vision")
+def test_ssl_augment_v3_is_v2_plus_the_papers_keep_masks() -> None:
+    """SSL-Augment-v3 = v2's learner, preset and reward; its menu is v2's six recipes (tasks 0-5, bit for bit: the same
+    rewards and final eval as v2's episode) then SSL-Mask's random / block keep-masks at keep 0.4 / 0.55 on the
+    standard recipe (tasks 6-9, bit for bit against SSL-Mask-v1 on v2's SimCLR learner). Only the observation's
+    per-task block differs (K = 10)."""
+    from vpt_gym.envs.vision import SSL_VERSIONS
+
+    v3 = gym.make("vpt/SSL-Augment-v3", size="tiny", budget=3, device="cpu")
+    v2 = gym.make("vpt/SSL-Augment-v2", size="tiny", budget=3, device="cpu")
+    names = [t.name for t in v3.unwrapped.task_space.tasks]
+    assert names[:6] == [t.name for t in v2.unwrapped.task_space.tasks]
+    assert names[6:] == ["random_k0.4", "random_k0.55", "block_k0.4", "block_k0.55"]
+    assert v3.action_space.n == 10 and SSL_VERSIONS[3].presets == SSL_VERSIONS[2].presets
+    assert v3.unwrapped.value_estimator.name == "value_gain" and v3.unwrapped.learner.objective == "simclr"
+    assert _rewards_and_eval(v3, seed=3, actions=(0, 3, 5)) == _rewards_and_eval(v2, seed=3, actions=(0, 3, 5))
+    mask = gym.make("vpt/SSL-Mask-v1", size="tiny", budget=3, device="cpu", objective="simclr", num_local=0)
+    mask_names = [t.name for t in mask.unwrapped.task_space.tasks]
+    v3_actions = (6, 9, 0)
+    mask_actions = tuple(mask_names.index(names[a]) if a else 0 for a in v3_actions)
+    assert mask_actions == (1, 5, 0)
+    assert _rewards_and_eval(v3, seed=4, actions=v3_actions) == _rewards_and_eval(mask, seed=4, actions=mask_actions)
 
 
 @pytest.mark.parametrize("env_id", sorted(ENV_IDS))

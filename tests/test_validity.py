@@ -242,8 +242,8 @@ def test_cli_writes_the_report(tmp_path):
                         "--policy-seeds", "0", "--json", str(out)]) == 0
     report = json.loads(out.read_text())["reports"][0]
     assert report["env_id"] == "vpt/Toy-Alignment-v0"
-    # --env all: the current version of each family (the toy has only v0, SSL-Augment a v2, the others a v1)
-    assert set(module.ALL_ENVS) == {"vpt/Toy-Alignment-v0", "vpt/SSL-Augment-v2"} | {
+    # --env all: the current version of each family (the toy has only v0, SSL-Augment a v3, the others a v1)
+    assert set(module.ALL_ENVS) == {"vpt/Toy-Alignment-v0", "vpt/SSL-Augment-v3"} | {
         f"vpt/{f}-v1" for f in ("LM-SoftTargets", "LM-SoftTargetsContinuous", "LM-Domains", "LM-DomainsContinuous",
                                 "SSL-Mask", "SSL-MaskContinuous")}
     assert set(report["counterfactual"]["summary"]) == set(MODES)

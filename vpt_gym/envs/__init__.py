@@ -126,8 +126,11 @@ _SSL: dict[str, Any] = {
     "reads_data": False,
     "smoke_kwargs": {"size": "tiny", "budget": 8},
 }
-"""Registry fields the seven SSL ids (v0, v1 of SSL-Augment, SSL-Mask, SSL-MaskContinuous; SSL-Augment-v2) share."""
+"""Registry fields the eight SSL ids (v0, v1 of SSL-Augment, SSL-Mask, SSL-MaskContinuous; SSL-Augment-v2, v3)
+share."""
 _AUGMENT_MENU = "Discrete(6): dino_standard (standard) | weak | tight_crops | strong_color | heavy_blur | crop_only"
+_AUGMENT_MASK_MENU = (_AUGMENT_MENU.replace("Discrete(6)", "Discrete(10)")
+                      + " | keep-mask {random, block} x keep {0.4, 0.55} on dino_standard, blur fill")
 _MASK_MENU = ("Discrete(13): no_mask (standard) | keep-mask {random, block, centre, grid} x keep {0.4, 0.55, 0.7}, "
               "blur fill")
 _MASK_BOX = "Box([-1,1]^2) -> random keep-mask keep ratio in [0.25, 1], blur sigma in [0.5, 4] px"
@@ -220,6 +223,13 @@ ENV_IDS: dict[str, EnvSpec] = {
         # measured on an Intel Xeon host (tiny 12.0, small 245.8 ms; v1 there: 14.5, 345.0) and scaled by
         # v1's ratio to the machine of the other entries: no local crops and no teacher make v2's step cheaper
         cpu_step_ms={"tiny": 17, "small": 310},
+    ),
+    "vpt/SSL-Augment-v3": EnvSpec(
+        **{**_SSL, "learner": "torchvision ViT, SimCLR loss (or DINO + EMA teacher), AdamW; a 300-step SimCLR base at "
+                              "small"},
+        entry_point="vpt_gym.envs.vision:make_ssl_augment_env_v3", tasks=_AUGMENT_MASK_MENU,
+        action="discrete", reward=_SSL_V1_REWARD, rewards=VALUE_GAIN_FIRST,
+        cpu_step_ms={"tiny": 17, "small": 310},  # v2's: the same learner and step; a mask adds one blur per view
     ),
 }
 """Registered ids, each an :class:`EnvSpec` (a frozen record, readable as a mapping too): entry point, one-line

@@ -157,22 +157,29 @@ class SSLVersion:
         reward: the default ``reward``.
         objective: the default ``objective`` (``"dino"`` or ``"simclr"``).
         presets: the size presets (``size=`` -> :class:`VisionPreset`).
+        augment_masks: keep-mask families x keep ratios appended to the augmentation menu (after its six
+            recipes, on the standard recipe, blur fill; :func:`vpt_gym.vision.tasks.mask_tasks` order); empty
+            for v0-v2.
     """
 
     reward: str
     objective: str
     presets: Mapping[str, VisionPreset]
+    augment_masks: tuple[tuple[str, ...], tuple[float, ...]] = ((), ())
 
 
 SSL_VERSIONS: dict[int, SSLVersion] = {
     0: SSLVersion("alignment", "dino", VISION_PRESETS),
     1: SSLVersion("value_gain", "dino", VISION_PRESETS),
     2: SSLVersion("value_gain", "simclr", _v2_presets()),
+    3: SSLVersion("value_gain", "simclr", _v2_presets(), augment_masks=(("random", "block"), (0.4, 0.55))),
 }
 """The defaults of each registered version of the SSL ids: v0 ``alignment``; v1 ``value_gain`` (every
 first-order value misranks the tasks at the small preset, the measured probe-loss drop does not: README "Reward
 validity"); v2 (SSL-Augment only) ``value_gain`` with the SimCLR objective and its own presets
-(at the small preset DINO does not learn probe-useful features, SimCLR does)."""
+(at the small preset DINO does not learn probe-useful features, SimCLR does); v3 (SSL-Augment only) v2 with
+the paper's keep-masks (random patch cells and one block, keep 0.4 and 0.55) in the augmentation menu (v2's menu
+holds no task better than its standard recipe: README "Leaderboard")."""
 
 
 def _check_counts(counts: Mapping[str, int | None], *, num_local: int | None, lr: float | None,
@@ -273,6 +280,8 @@ def _make_ssl_env(
     families = tuple(MASK_FAMILIES if mask_families is None else mask_families)
     tasks = augment_tasks() if menu == "augment" else mask_tasks(families, keep_ratios, blur_sigma) \
         if menu == "mask" else None  # validates the menu before any heavy work
+    if menu == "augment" and defaults.augment_masks[0]:
+        tasks = [*cast(list, tasks), *mask_tasks(*defaults.augment_masks, blur_sigma)[1:]]
     config = None
     if preset.model is not None:
         config = replace(preset.model, arch=arch, objective=objective)
@@ -382,6 +391,9 @@ _CARD_ARGS = """
             0.502 at 100 steps, then 0.44-0.49), so v1's episodes continue a base
             whose features do not improve with SSL; SimCLR lifts it (0.50 -> 0.57 at 300 steps -> 0.67 at 600:
             ``benchmarks/ssl_base_curve.py``, seed 0). v1 rows replay under v1.
+        v3 (SSL-Augment only): v2 plus four keep-mask tasks of the paper's vision family (random / block,
+            keep 0.4 / 0.55, blur fill) on the standard recipe: v2's menu holds no task better than the standard
+            recipe on this learner. v2 rows replay under v2.
 """
 
 _CARD_COMMON = """
@@ -531,6 +543,29 @@ def make_ssl_augment_env_v2(**kwargs: Any) -> TaskDesignEnv:
     return _make_ssl_env(2, menu="augment", **kwargs)
 
 
+@keyword_signature(_make_ssl_env, fixed=("menu",))
+def make_ssl_augment_env_v3(**kwargs: Any) -> TaskDesignEnv:
+    """Build ``vpt/SSL-Augment-v3``: v2's SimCLR learner, its six recipes plus the paper's keep-masks.
+
+    Description:
+        ``vpt/SSL-Augment-v2`` (SimCLR continued pretraining from the 300-step base at the small preset,
+        rewarded by ``value_gain``) whose menu adds four tasks of the paper's vision family: the standard
+        recipe's two views masked as mu * v + (1 - mu) * Blur(v) (sigma 2 pixels) with a keep-mask of random
+        patch cells or one contiguous block, keep ratio 0.4 or 0.55 (V-Pretraining, vision experiments: keep
+        0.4-0.7). Tasks 0-5 are v2's, bit for bit. Why: v2's standard recipe is its best fixed task (5 seeds:
+        no choice from its menu can beat ``fixed``). On v3, run selection on training seeds 1000-1002
+        (``select_fixed``, two-fold feedback-split probe accuracy) picks ``block_k0.55`` and beats ``fixed`` on
+        the evaluation seeds (README "Leaderboard", ``benchmarks/LEADERBOARD.md``).
+
+    Action Space:
+        ``Discrete(10)``: 0 ``dino_standard`` (the standard recipe, the fixed baseline), 1 ``weak``,
+        2 ``tight_crops``, 3 ``strong_color``, 4 ``heavy_blur``, 5 ``crop_only``, 6 ``random_k0.4``,
+        7 ``random_k0.55``, 8 ``block_k0.4``, 9 ``block_k0.55``.
+    """
+    return _make_ssl_env(3, menu="augment", **kwargs)
+
+
 for _factory in (make_ssl_augment_env, make_ssl_mask_env, make_ssl_mask_continuous_env, make_ssl_augment_env_v1,
-                 make_ssl_mask_env_v1, make_ssl_mask_continuous_env_v1, make_ssl_augment_env_v2):
+                 make_ssl_mask_env_v1, make_ssl_mask_continuous_env_v1, make_ssl_augment_env_v2,
+                 make_ssl_augment_env_v3):
     _factory.__doc__ = card((_factory.__doc__ or "") + _CARD_COMMON + _CARD_ARGS)
