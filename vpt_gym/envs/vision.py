@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from vpt_gym.budget import Budget
-from vpt_gym.core import FeedbackSet, PretrainStream
+from vpt_gym.core import FeedbackSet, PretrainStream, Task
 from vpt_gym.envs.factory import card, keyword_signature, require_user_parts
 from vpt_gym.envs.task_design import TaskDesignEnv
 from vpt_gym.envs.task_design.env import check_feedback_momentum
@@ -168,11 +168,12 @@ class SSLVersion:
     augment_masks: tuple[tuple[str, ...], tuple[float, ...]] = ((), ())
 
 
+_SIMCLR_PRESETS = _v2_presets()
 SSL_VERSIONS: dict[int, SSLVersion] = {
     0: SSLVersion("alignment", "dino", VISION_PRESETS),
     1: SSLVersion("value_gain", "dino", VISION_PRESETS),
-    2: SSLVersion("value_gain", "simclr", _v2_presets()),
-    3: SSLVersion("value_gain", "simclr", _v2_presets(), augment_masks=(("random", "block"), (0.4, 0.55))),
+    2: SSLVersion("value_gain", "simclr", _SIMCLR_PRESETS),
+    3: SSLVersion("value_gain", "simclr", _SIMCLR_PRESETS, augment_masks=(("random", "block"), (0.4, 0.55))),
 }
 """The defaults of each registered version of the SSL ids: v0 ``alignment``; v1 ``value_gain`` (every
 first-order value misranks the tasks at the small preset, the measured probe-loss drop does not: README "Reward
@@ -198,6 +199,19 @@ def _check_counts(counts: Mapping[str, int | None], *, num_local: int | None, lr
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
         raise ValueError(f"split_seed must be an integer >= 0, got {split_seed!r}")
+
+
+def _menu_tasks(menu: str, defaults: SSLVersion, families: tuple[str, ...], keeps: tuple[float, ...],
+                blur_sigma: float) -> list[Task] | None:
+    """The discrete menu of ``menu`` (``None`` for the continuous mask family): the augmentation recipes, then
+    the version's ``augment_masks`` (v3; their ``no_mask`` task is the standard recipe, so it is dropped); or
+    the mask menu. Raises ``ValueError`` for a bad family, keep ratio or sigma (:func:`mask_tasks`)."""
+    from vpt_gym.vision.tasks import augment_tasks, mask_tasks
+
+    if menu == "augment":
+        extra = mask_tasks(*defaults.augment_masks, blur_sigma)[1:] if defaults.augment_masks[0] else []
+        return augment_tasks() + extra
+    return mask_tasks(families, keeps, blur_sigma) if menu == "mask" else None
 
 
 def _make_ssl_env(
@@ -274,14 +288,11 @@ def _make_ssl_env(
     from vpt_gym.utils import cache_dir, resolve_device
     from vpt_gym.vision.feedback import ProbeFeedback
     from vpt_gym.vision.masks import MASK_FAMILIES
-    from vpt_gym.vision.tasks import VisionTaskSpace, augment_tasks, mask_tasks
+    from vpt_gym.vision.tasks import VisionTaskSpace
 
     dev = resolve_device(device)
     families = tuple(MASK_FAMILIES if mask_families is None else mask_families)
-    tasks = augment_tasks() if menu == "augment" else mask_tasks(families, keep_ratios, blur_sigma) \
-        if menu == "mask" else None  # validates the menu before any heavy work
-    if menu == "augment" and defaults.augment_masks[0]:
-        tasks = [*cast(list, tasks), *mask_tasks(*defaults.augment_masks, blur_sigma)[1:]]
+    tasks = _menu_tasks(menu, defaults, families, keep_ratios, blur_sigma)  # validated before any heavy work
     config = None
     if preset.model is not None:
         config = replace(preset.model, arch=arch, objective=objective)
@@ -360,7 +371,8 @@ _CARD_ARGS = """
             the learner's state, so an episode's return is its total change). Opt-in: no default reward reads
             it; on 256 images it ranks SSL-Augment-v1's fixed tasks at 0.09 against the leaderboard's probe
             accuracy (README "Reward validity", ``benchmarks/probe_resolution.py``).
-        mask_families, keep_ratios, blur_sigma: the mask menu (``vpt/SSL-Mask-v0``).
+        mask_families, keep_ratios, blur_sigma: the mask menu (``vpt/SSL-Mask-v0``); ``blur_sigma`` (pixels, > 0,
+            default 2) also sets the blur fill of ``vpt/SSL-Augment-v3``'s keep-mask tasks.
         model: ``size="paper"`` only: local path or hub id of a ``transformers`` ViT-style ``AutoModel``.
         cache: folder of cached base checkpoints (default ``$VPT_GYM_CACHE`` or ``~/.cache/vpt_gym``).
         feedback_set: your own :class:`~vpt_gym.core.FeedbackSet` in place of the linear probe on labelled
