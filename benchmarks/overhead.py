@@ -36,8 +36,10 @@ import torch
 import vpt_gym  # noqa: F401
 
 ENV_OF = {"lm": "vpt/LM-SoftTargets-v1", "lm-v0": "vpt/LM-SoftTargets-v0", "domains": "vpt/LM-Domains-v1",
-          "vision": "vpt/SSL-Augment-v1", "simclr": "vpt/SSL-Augment-v2", "mask": "vpt/SSL-Mask-v1"}
-"""``--env`` aliases (``lm-v0`` the published v0 LM; ``vision`` the DINO SSL-Augment-v1, ``simclr`` its v2)."""
+          "vision": "vpt/SSL-Augment-v1", "simclr": "vpt/SSL-Augment-v2", "simclr-v3": "vpt/SSL-Augment-v3",
+          "mask": "vpt/SSL-Mask-v1"}
+"""``--env`` aliases (``lm-v0`` the published v0 LM; ``vision`` the DINO SSL-Augment-v1, ``simclr`` its v2,
+``simclr-v3`` v2 plus the keep-mask tasks)."""
 SOFT_TARGET_ENVS = ("lm", "lm-v0")
 """Aliases whose look-ahead sweep is the 17-task soft-target menu (the others time one candidate)."""
 
