@@ -74,13 +74,9 @@ def primary_metric(env_id: str, metric: str | None) -> tuple[str, bool] | None:
 
 def _current_versions() -> tuple[str, ...]:
     """Every registered id whose family has no newer version (``vpt/X-v0`` is left out when ``vpt/X-v1`` exists)."""
-    from vpt_gym.envs import ENV_IDS
+    from vpt_gym.envs import ENV_IDS, latest_version
 
-    def superseded(env_id: str) -> bool:
-        name, _, version = env_id.rpartition("-v")
-        return f"{name}-v{int(version) + 1}" in ENV_IDS
-
-    return tuple(e for e in ENV_IDS if not superseded(e))
+    return tuple(e for e in ENV_IDS if latest_version(e) == e)
 
 
 ALL_ENVS = _current_versions()

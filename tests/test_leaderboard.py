@@ -91,7 +91,8 @@ def test_cli_leaderboard_and_validate(tmp_path: Path, capsys) -> None:
     assert main(["leaderboard", str(RESULTS), "--out", str(tmp_path / "lb"), "--no-plots", "--reps", "200"]) == 0
     assert "| 1 | greedy |" in capsys.readouterr().out
     assert main(["validate", str(RESULTS), "--row", "0"]) == 0
-    assert "row 0: vpt/Toy-Alignment-v0 fixed seed 0: ok (replay, tolerance 0.0, torch threads 1)" in capsys.readouterr().out
+    ok = "row 0: vpt/Toy-Alignment-v0 fixed seed 0: ok (replay, tolerance 0.0, torch threads 1)"
+    assert ok in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--row 99 is outside 0..19"):
         main(["validate", str(RESULTS), "--row", "99"])
     with pytest.raises(SystemExit, match="does not exist"):
@@ -128,7 +129,8 @@ def test_published_leaderboard_matches_its_results_file() -> None:
     root = Path(__file__).resolve().parents[1] / "benchmarks"
     published = (root / "LEADERBOARD.md").read_text()
     rows = read_rows(root / "leaderboard" / "small.jsonl")
-    command = published.split(" with `", 1)[1].split("`.\n", 1)[0]
+    header = published.split("\n", 3)[2]  # "From `small.jsonl`, rendered by vpt-gym X[ with `COMMAND`]."
+    command = header.split(" with `", 1)[1].rsplit("`.", 1)[0] if " with `" in header else None
     plots = {b.env_id: [f"leaderboard/{b.env_id.replace('/', '_')}_curves.png",
                         f"leaderboard/{b.env_id.replace('/', '_')}_tasks.png"] for b in boards(rows, reps=100)}
     plots[""] = ["leaderboard/aggregate.png"]
@@ -170,3 +172,23 @@ def test_compute_per_update_in_learner_step_equivalents() -> None:
     assert by_name["greedy"].step_equivalents_per_update - by_name["fixed"].step_equivalents_per_update == \
         pytest.approx(5 * 2 / 3, rel=1e-9)
     assert by_name["fixed"].step_equivalents_per_update >= 1.0  # at least the learner's own step
+
+
+def test_latest_version_follows_the_registered_versions() -> None:
+    from vpt_gym.envs import latest_version
+
+    assert latest_version("vpt/SSL-Augment-v1") == "vpt/SSL-Augment-v3"
+    assert latest_version("vpt/SSL-Augment-v3") == "vpt/SSL-Augment-v3"
+    assert latest_version("vpt/LM-SoftTargets-v0") == "vpt/LM-SoftTargets-v1"
+    assert latest_version("vpt/Toy-Alignment-v0") == "vpt/Toy-Alignment-v0"
+    with pytest.raises(KeyError, match="vpt/Nope-v0"):
+        latest_version("vpt/Nope-v0")
+
+
+def test_a_superseded_env_section_names_the_current_version() -> None:
+    from vpt_gym.benchmark.leaderboard import _superseded_note
+
+    assert _superseded_note("vpt/Toy-Alignment-v0") == [] and _superseded_note("vpt/SSL-Augment-v3") == []
+    assert _superseded_note("my/Custom-v0") == []  # a user's id outside the registry
+    (line,) = _superseded_note("vpt/SSL-Augment-v2")
+    assert line.startswith("Superseded by `vpt/SSL-Augment-v3`") and "`vpt/SSL-Augment-v2` is out of date" in line

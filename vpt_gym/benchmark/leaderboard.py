@@ -306,6 +306,17 @@ def _fmt_ci(point: float | None, ci: tuple[float, float] | None, digits: int = 4
     return f"{point:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
+def _superseded_note(env_id: str) -> list[str]:
+    """A line saying that ``env_id`` has a newer registered version (none for the newest or an unknown id)."""
+    from vpt_gym.envs import ENV_IDS, latest_version
+
+    newest = latest_version(env_id) if env_id in ENV_IDS else env_id
+    if newest == env_id:
+        return []
+    return [f"Superseded by `{newest}`, the family's current version (`gymnasium.make` warns that `{env_id}` "
+            f"is out of date); its rows stay published so that they keep validating by replay."]
+
+
 def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[str, list[str]] | None = None,
                     command: str | None = None, reps: int = BOOTSTRAP_REPS) -> str:
     """``LEADERBOARD.md`` text for ``env_boards`` (deterministic: no dates, sorted, fixed bootstrap seed)."""
@@ -337,6 +348,7 @@ def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[
         lines += [f"## {board.env_id}", "",
                   f"Metric `{board.metric}` ({direction}); budget {board.budget} learner updates; "
                   f"up to {n_seeds} seeds.",
+                  *_superseded_note(board.env_id),
                   f"Feedback data: {board.data}.",
                   "",
                   f"| rank | designer | IQM {board.metric} [95% CI] | Δ vs {BASELINE} [95% CI] | "

@@ -396,6 +396,23 @@ def is_eval_metric(env_id: str, metric: str) -> bool:
     return metric in spec["eval_metrics"] or (pattern is not None and re.fullmatch(pattern, metric) is not None)
 
 
+def latest_version(env_id: str) -> str:
+    """The newest registered version of ``env_id``'s family (``env_id`` itself when none is newer), e.g.
+    ``"vpt/SSL-Augment-v3"`` for ``"vpt/SSL-Augment-v1"``: the id that ``gymnasium.make(env_id)``'s
+    out-of-date warning names. Versions count up by one (``-v0``, ``-v1``, ...).
+
+    Raises:
+        KeyError: ``env_id`` is not in :data:`ENV_IDS`.
+    """
+    if env_id not in ENV_IDS:
+        raise KeyError(f"{env_id!r} is not a vpt_gym env id; registered: {sorted(ENV_IDS)}")
+    name, _, version = env_id.rpartition("-v")
+    newest = int(version)
+    while f"{name}-v{newest + 1}" in ENV_IDS:
+        newest += 1
+    return f"{name}-v{newest}"
+
+
 def safe_start_method() -> str:
     """The ``multiprocessing`` start method for env worker processes: ``"forkserver"`` where available, else
     ``"spawn"`` (pass it as ``gym.make_vec(..., vector_kwargs={"context": safe_start_method()})``).
