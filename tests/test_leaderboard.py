@@ -192,3 +192,15 @@ def test_a_superseded_env_section_names_the_current_version() -> None:
     assert _superseded_note("my/Custom-v0") == []  # a user's id outside the registry
     (line,) = _superseded_note("vpt/SSL-Augment-v2")
     assert line.startswith("Superseded by `vpt/SSL-Augment-v3`") and "`vpt/SSL-Augment-v2` is out of date" in line
+
+
+def test_a_board_counts_the_cpu_models_its_rows_ran_on() -> None:
+    rows = json.loads(json.dumps(_rows()))
+    for r in rows[:3]:
+        r["cpu_model"] = "Intel(R) Xeon(R) Processor"
+    rows[3]["cpu_model"] = "AMD EPYC"
+    (board,) = boards(rows, reps=FAST)
+    assert board.cpu_models == (("not recorded", len(rows) - 4), ("Intel(R) Xeon(R) Processor", 3), ("AMD EPYC", 1))
+    text = render_markdown([board], source="x.jsonl")
+    assert f"CPU model of the rows: not recorded ({len(rows) - 4} rows), Intel(R) Xeon(R) Processor (3 rows), " \
+           "AMD EPYC (1 row);" in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,9 @@ class EnvBoard:
     suite_version: int
     designers: tuple[DesignerStats, ...]
     data: str = ""
+    cpu_models: tuple[tuple[str, int], ...] = ()
+    """``(CPU model, rows)`` pairs, most rows first (``"not recorded"`` for rows without ``cpu_model``): a CPU
+    row replays bitwise only on its CPU model."""
 
 
 def describe_data(feedback_source: str | None, identity: str | None) -> str:
@@ -269,8 +273,10 @@ def env_board(env_id: str, per_designer: dict[str, list[dict]], *, reps: int = B
             wall_clock_s=_median(rows, "wall_clock_s"), cpu_s=_median(rows, "cpu_s"),
             build_s=_max(rows, "build_s")))
     stats.sort(key=lambda s: (-sign * s.iqm, s.designer))
+    models = Counter(str(r.get("cpu_model") or "not recorded") for rows in per_designer.values() for r in rows)
     return EnvBoard(env_id=env_id, metric=metric, higher_is_better=higher, budget=budget, suite=first["suite"],
-                    suite_version=int(first["suite_version"]), designers=tuple(stats), data=data)
+                    suite_version=int(first["suite_version"]), designers=tuple(stats), data=data,
+                    cpu_models=tuple(sorted(models.items(), key=lambda kv: (-kv[1], kv[0]))))
 
 
 def boards(rows: Sequence[dict[str, Any]], *, reps: int = BOOTSTRAP_REPS) -> list[EnvBoard]:
@@ -304,6 +310,14 @@ def _fmt_ci(point: float | None, ci: tuple[float, float] | None, digits: int = 4
     if ci is None:
         return _fmt(point, digits)
     return f"{point:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def _cpu_models_note(board: EnvBoard) -> list[str]:
+    """Which CPU models the rows ran on (a CPU row replays bitwise only on its own model)."""
+    if not board.cpu_models:
+        return []
+    ran = ", ".join(f"{model} ({n} row{'' if n == 1 else 's'})" for model, n in board.cpu_models)
+    return [f"CPU model of the rows: {ran}; `vpt-gym validate` replays a CPU row bitwise on its own model."]
 
 
 def _superseded_note(env_id: str) -> list[str]:
@@ -350,6 +364,7 @@ def render_markdown(env_boards: Sequence[EnvBoard], *, source: str, plots: dict[
                   f"up to {n_seeds} seeds.",
                   *_superseded_note(board.env_id),
                   f"Feedback data: {board.data}.",
+                  *_cpu_models_note(board),
                   "",
                   f"| rank | designer | IQM {board.metric} [95% CI] | Δ vs {BASELINE} [95% CI] | "
                   f"P(>{BASELINE}) [95% CI] | extra passes / update | compute / update | seeds | diverged | "
