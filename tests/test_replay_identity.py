@@ -66,4 +66,4 @@ def test_rows_record_theta0_and_validate_names_a_replay_from_other_weights() -> 
     assert "other weights theta_0" in report["hint"]
     assert row["cpu_model"] == cpu_model() and row["cpu_model"] not in report["hint"]  # same model: not named
     moved = validate_row({**tampered, "cpu_model": "Fake CPU 9000"})  # a row from another CPU model
-    assert f"The row ran on a Fake CPU 9000, this replay on a {cpu_model()}" in moved["hint"]
+    assert f"The row ran on the CPU model Fake CPU 9000, this replay on {cpu_model()}" in moved["hint"]

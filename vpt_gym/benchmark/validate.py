@@ -157,8 +157,8 @@ def _hint(row: dict[str, Any], result: dict[str, Any], mismatches: dict[str, lis
                 "there")
         model, here_model = row.get("cpu_model"), result.get("cpu_model")
         if model and here_model and model != here_model:
-            hint += (f". The row ran on a {model}, this replay on a {here_model}: the BLAS picks its kernels per "
-                     "CPU model, so replay it on the row's CPU model")
+            hint += (f". The row ran on the CPU model {model}, this replay on {here_model}: the BLAS picks its "
+                     "kernels per CPU model, so replay it on the row's CPU model")
         elif not model:
             hint += (f". The row does not record its CPU model (this replay: {here_model}); the published "
                      "small.jsonl rows without one ran on AMD EPYC hosts (README \"Put it on the leaderboard\")")
@@ -168,8 +168,8 @@ def _hint(row: dict[str, Any], result: dict[str, Any], mismatches: dict[str, lis
                 f"(this replay's theta0 = {result['theta0']}); a base built on another CPU differs bitwise")
     model, here_model = row.get("cpu_model"), result.get("cpu_model")
     if model and here_model and model != here_model:
-        return (f"the row ran on a {model}, this replay on a {here_model}: the BLAS picks its kernels per CPU "
-                "model, so float results differ bitwise")
+        return (f"the row ran on the CPU model {model}, this replay on {here_model}: the BLAS picks its kernels "
+                "per CPU model, so float results differ bitwise")
     recorded, here = row.get("cpu_capability"), result.get("cpu_capability")
     if recorded and recorded != here:
         return f"the row ran on {recorded} CPU kernels, this replay on {here}: float results differ bitwise"
