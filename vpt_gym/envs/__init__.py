@@ -398,19 +398,19 @@ def is_eval_metric(env_id: str, metric: str) -> bool:
 
 def latest_version(env_id: str) -> str:
     """The newest registered version of ``env_id``'s family (``env_id`` itself when none is newer), e.g.
-    ``"vpt/SSL-Augment-v3"`` for ``"vpt/SSL-Augment-v1"``: the id that ``gymnasium.make(env_id)``'s
-    out-of-date warning names. Versions count up by one (``-v0``, ``-v1``, ...).
+    ``"vpt/SSL-Augment-v3"`` for ``"vpt/SSL-Augment-v1"``: Gymnasium's own answer
+    (``find_highest_version``), the id that ``gymnasium.make(env_id)``'s out-of-date warning names.
 
     Raises:
         KeyError: ``env_id`` is not in :data:`ENV_IDS`.
     """
+    from gymnasium.envs.registration import find_highest_version, get_env_id, parse_env_id
+
     if env_id not in ENV_IDS:
         raise KeyError(f"{env_id!r} is not a vpt_gym env id; registered: {sorted(ENV_IDS)}")
-    name, _, version = env_id.rpartition("-v")
-    newest = int(version)
-    while f"{name}-v{newest + 1}" in ENV_IDS:
-        newest += 1
-    return f"{name}-v{newest}"
+    register_envs()
+    namespace, name, _ = parse_env_id(env_id)
+    return get_env_id(namespace, name, find_highest_version(namespace, name))
 
 
 def safe_start_method() -> str:
